@@ -1,0 +1,217 @@
+"""Score a notebook: run its pytest checks module in the grader's own process.
+
+The checks never run in the student's kernel. What the student computed arrives through the
+`student` fixture, the reference solution's results through `reference`; every check runs once
+per variant (the notebook's own data and the hidden one) and earns its points only when it
+holds in both.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from grader.errors import CourseError
+from grader.expect import CheckFailed
+from grader.extract import CaseResult, RunData
+from grader.results import FAILED, PASSED, CheckResult
+
+GRADE_MARKER = "grade"
+
+
+@dataclass(frozen=True)
+class VariantRuns:
+    """The student's and the reference solution's runs under one variant."""
+
+    label: str
+    student: RunData
+    reference: RunData
+
+
+class NotebookRun:
+    """The `student` and `reference` fixtures: one run's values, with messages that name the cell.
+
+    `grade_id` is the TO DO cell the current check grades; a value that is missing is blamed on
+    that cell's error, if it had one.
+    """
+
+    def __init__(self, data: RunData, grade_id: str, whose: str) -> None:
+        self.data = data
+        self.grade_id = grade_id
+        self.whose = whose
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return self.data.parameters
+
+    def value(self, name: str) -> Any:
+        """The notebook variable `name`, or a CheckFailed explaining why it is not there."""
+        if name in self.data.values:
+            return self.data.values[name]
+        raise CheckFailed(self._why_missing(f"`{name}`", self.data.problems.get(name, "")))
+
+    def cases(self, function: str) -> list[CaseResult]:
+        """The grader's calls of the student function `function`."""
+        if function in self.data.calls:
+            return self.data.calls[function]
+        problem = self.data.call_problems.get(function, "missing")
+        return self._fail_missing(f"the function `{function}`", problem)
+
+    def _fail_missing(self, what: str, problem: str) -> list[CaseResult]:
+        raise CheckFailed(self._why_missing(what, problem))
+
+    def _why_missing(self, what: str, problem: str) -> str:
+        prefix = "" if self.whose == "student" else "[reference solution, a course bug] "
+        cell = self.data.cells.get(self.grade_id)
+        if cell is not None and cell.status != "ok":
+            return prefix + describe_cell_failure(self.grade_id, cell.status, cell.ename, cell.evalue)
+        if problem and problem != "missing":
+            return prefix + f"{what} could not be read: {problem}"
+        return prefix + f"{what} is not defined: cell `{self.grade_id}` must define it"
+
+
+def describe_cell_failure(grade_id: str, status: str, ename: str, evalue: str) -> str:
+    """What happened to a cell, in a sentence a student can act on."""
+    if status == "timeout":
+        return f"cell `{grade_id}` did not finish in time and was stopped (an endless loop?)"
+    if status == "died":
+        return f"cell `{grade_id}` crashed the kernel; the notebook was run on without it"
+    if status == "skipped":
+        return f"cell `{grade_id}` was not run: {evalue}"
+    if ename == "NotImplementedError":
+        return f"cell `{grade_id}` is not done yet (it still raises NotImplementedError)"
+    return f"cell `{grade_id}` raised {ename}: {evalue}"
+
+
+def run_checks(notebook: str, checks_path: Path, runs: list[VariantRuns]) -> list[CheckResult]:
+    """Run the checks module against every variant and merge the verdicts per check."""
+    collector = _Collector(runs)
+    exit_code = pytest.main(
+        [
+            str(checks_path),
+            "-p", "no:cacheprovider",
+            "-p", "no:terminal",
+            "-p", "no:warnings",
+            "-c", os.devnull,
+            "--rootdir", str(checks_path.parent),
+            "--import-mode=importlib",
+            "--noconftest",
+        ],
+        plugins=[collector],
+    )  # fmt: skip
+    if collector.broken or exit_code in (pytest.ExitCode.INTERNAL_ERROR, 4):
+        raise CourseError(f"{checks_path}: the checks could not run: {collector.broken or exit_code}")
+    if not collector.verdicts:
+        raise CourseError(f"{checks_path}: no checks were collected")
+    return [_merge(notebook, key, verdicts, runs) for key, verdicts in collector.verdicts.items()]
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    grade_id: str
+    points: float
+    variant: int
+    passed: bool
+    message: str
+
+
+class _Collector:
+    """pytest plugin: provides the fixtures and collects one verdict per check and variant."""
+
+    def __init__(self, runs: list[VariantRuns]) -> None:
+        self.runs = runs
+        self.verdicts: dict[str, list[_Verdict]] = {}
+        self.broken = ""
+
+    def pytest_configure(self, config: pytest.Config) -> None:
+        config.addinivalue_line(
+            "markers", f"{GRADE_MARKER}(grade_id, points): the TO DO cell a check grades"
+        )
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if "variant" in metafunc.fixturenames:
+            labels = [f"variant{index}" for index in range(len(self.runs))]
+            metafunc.parametrize("variant", range(len(self.runs)), ids=labels)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.broken = str(report.longrepr)
+
+    @pytest.fixture
+    def student(self, variant: int, request: pytest.FixtureRequest) -> NotebookRun:
+        return NotebookRun(self.runs[variant].student, _grade_of(request.node)[0], "student")
+
+    @pytest.fixture
+    def reference(self, variant: int, request: pytest.FixtureRequest) -> NotebookRun:
+        return NotebookRun(self.runs[variant].reference, _grade_of(request.node)[0], "reference")
+
+    @pytest.fixture
+    def parameters(self, variant: int) -> dict[str, Any]:
+        return dict(self.runs[variant].student.parameters)
+
+    @pytest.fixture
+    def device(self, variant: int) -> torch.device:
+        return torch.device(self.runs[variant].student.parameters["device"])
+
+    @pytest.fixture
+    def rng(self, variant: int, request: pytest.FixtureRequest) -> np.random.Generator:
+        seed = int(self.runs[variant].student.parameters.get("seed", 0))
+        return np.random.default_rng([seed, variant, len(request.node.originalname)])
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Any:
+        report = yield
+        if call.when == "call" or (call.when == "setup" and report.failed):
+            self._record(item, call, report.passed)
+        return report
+
+    def _record(self, item: pytest.Item, call: pytest.CallInfo[None], passed: bool) -> None:
+        grade_id, points = _grade_of(item)
+        variant = int(item.callspec.params["variant"])  # type: ignore[attr-defined]
+        message = "" if passed or call.excinfo is None else _failure_message(call.excinfo)
+        name = getattr(item, "originalname", item.name)
+        self.verdicts.setdefault(name, []).append(
+            _Verdict(grade_id, points, variant, passed, message)
+        )
+
+
+def _grade_of(node: Any) -> tuple[str, float]:
+    marker = node.get_closest_marker(GRADE_MARKER)
+    if marker is None or not marker.args:
+        raise CourseError(f"check {node.name} has no @pytest.mark.grade(grade_id, points=...)")
+    return str(marker.args[0]), float(marker.kwargs.get("points", 1))
+
+
+def _failure_message(excinfo: pytest.ExceptionInfo[BaseException]) -> str:
+    error = excinfo.value
+    if isinstance(error, CheckFailed):
+        return str(error)
+    if isinstance(error, AssertionError):
+        return str(error).splitlines()[0] if str(error) else "a check did not hold"
+    return f"the check could not use your result: {type(error).__name__}: {error}"
+
+
+def _merge(
+    notebook: str, name: str, verdicts: list[_Verdict], runs: list[VariantRuns]
+) -> CheckResult:
+    first = verdicts[0]
+    failures = [verdict for verdict in verdicts if not verdict.passed]
+    check = name.removeprefix("test_")
+    if not failures:
+        return CheckResult(notebook, first.grade_id, check, first.points, first.points, PASSED)
+    failed = failures[0]
+    message = failed.message
+    if all(v.passed for v in verdicts if v.variant == 0) and failed.variant > 0:
+        message = (
+            f"passes on the notebook's own data but not on {runs[failed.variant].label} "
+            f"(another seed and other coefficients): is something hard-coded? {message}"
+        )
+    return CheckResult(notebook, first.grade_id, check, first.points, 0.0, FAILED, message)

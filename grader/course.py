@@ -1,0 +1,96 @@
+"""The course: its exercises, their reference solutions and their checks modules.
+
+A checks module (`checks/<notebook>.py`) is an ordinary pytest module that also declares what
+the grader must read from the notebook:
+
+- `VALUES`: the notebook variables the checks read;
+- `calls(parameters, rng)` (optional): the grader's calls of student functions (`Call`s);
+- `hidden_parameters(parameters, rng)` (optional): the parameter values of the hidden variant
+  (the seed is drawn by the grader).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from grader.config import Config
+from grader.errors import CourseError, UnknownNotebookError
+from grader.extract import Call
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One notebook of the course: the student version, the solution and the checks."""
+
+    name: str
+    exercise_path: Path
+    solution_path: Path
+    checks_path: Path
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """What a checks module asks the grader to read from the notebook."""
+
+    values: tuple[str, ...]
+    calls: Callable[[dict[str, Any], np.random.Generator], list[Call]] | None
+    hidden_parameters: Callable[[dict[str, Any], np.random.Generator], dict[str, Any]] | None
+
+
+def find_exercises(config: Config) -> dict[str, Exercise]:
+    """Every exercise that has a solution notebook, by name."""
+    solutions = config.path(config.solutions_dir)
+    return {
+        path.stem: Exercise(
+            name=path.stem,
+            exercise_path=config.path(config.exercises_dir) / path.name,
+            solution_path=path,
+            checks_path=config.path(config.checks_dir) / f"{path.stem}.py",
+        )
+        for path in sorted(solutions.glob("*.ipynb"))
+    }
+
+
+def exercise_for(path: Path, exercises: dict[str, Exercise]) -> Exercise:
+    """The exercise a submitted notebook belongs to, matched by file name."""
+    exercise = exercises.get(path.stem)
+    if exercise is None:
+        raise UnknownNotebookError(path, sorted(exercises))
+    for needed in (exercise.exercise_path, exercise.checks_path):
+        if not needed.is_file():
+            raise CourseError(
+                f"exercise {exercise.name!r} has no {needed} (run `grader assign` for exercises)"
+            )
+    return exercise
+
+
+def load_check_spec(exercise: Exercise) -> CheckSpec:
+    """Import the exercise's checks module and read its declarations."""
+    module = _import_checks(exercise.checks_path)
+    values = getattr(module, "VALUES", None)
+    if not isinstance(values, (list, tuple)) or not all(isinstance(v, str) for v in values):
+        raise CourseError(f"{exercise.checks_path}: VALUES must be a list of variable names")
+    return CheckSpec(
+        values=tuple(values),
+        calls=getattr(module, "calls", None),
+        hidden_parameters=getattr(module, "hidden_parameters", None),
+    )
+
+
+def _import_checks(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"grader_checks_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise CourseError(f"{path}: not a Python module")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:
+        raise CourseError(f"{path}: the checks module failed to import: {error!r}") from error
+    return module

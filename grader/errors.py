@@ -1,0 +1,50 @@
+"""Failures of the grader itself.
+
+A student's mistake (a cell that raises, a failed check, a timeout) is never an exception here: it
+is data in the results. The exceptions below mean the grader could not do its job, and the CLI maps
+every one of them to exit status 2 with its message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class GraderError(Exception):
+    """Base class: the grader cannot go on; the message says what to do."""
+
+
+class ConfigError(GraderError):
+    """The `[tool.grader]` table or a command-line option is invalid."""
+
+
+class UnknownNotebookError(GraderError):
+    """A notebook that matches no exercise of the course."""
+
+    def __init__(self, path: Path, known: list[str]) -> None:
+        self.path = path
+        self.known = known
+        names = ", ".join(known) or "none"
+        super().__init__(
+            f"{path}: no exercise is called {path.stem!r}; the course has: {names}. "
+            "Name the notebook after its exercise."
+        )
+
+
+class MarkerError(GraderError):
+    """A `### BEGIN SOLUTION` / `### END SOLUTION` region is malformed."""
+
+    def __init__(self, notebook: str, cell: str, line: int, problem: str) -> None:
+        self.notebook = notebook
+        self.cell = cell
+        self.line = line
+        self.problem = problem
+        super().__init__(f"{notebook}, cell {cell}, line {line}: {problem}")
+
+
+class CourseError(GraderError):
+    """The course's own notebooks or checks are missing or malformed."""
+
+
+class DeviceError(GraderError):
+    """The requested device cannot be used."""

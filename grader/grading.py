@@ -1,0 +1,181 @@
+"""The pipeline, end to end: prepare -> execute -> extract -> check, for each notebook."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from nbformat import NotebookNode
+
+from grader.check import VariantRuns, run_checks
+from grader.config import Config
+from grader.course import CheckSpec, Exercise, exercise_for, find_exercises, load_check_spec
+from grader.errors import ConfigError, DeviceError, GraderError
+from grader.execute import ExecutedNotebook, Limits, run_notebook
+from grader.extract import CellStatus, RunData, call_request, collect_run, probe_sources
+from grader.extract import values_request
+from grader.notebook import read_course_notebook
+from grader.prepare import Variant, prepare_submission, variants, with_parameters
+from grader.results import NotebookResult
+
+GRADER_VERSION = version("autodiff-grader")
+
+
+@dataclass(frozen=True)
+class _Course:
+    """What grading one exercise needs, read once."""
+
+    exercise: Exercise
+    pristine: NotebookNode
+    solution: NotebookNode
+    spec: CheckSpec
+
+
+def check_notebooks(paths: list[Path], config: Config) -> list[NotebookResult]:
+    """Grade each notebook in `paths` (folders are searched for `*.ipynb`)."""
+    exercises = find_exercises(config)
+    notebooks = expand_paths(paths)
+    matched = [(path, exercise_for(path, exercises)) for path in notebooks]
+    device = resolve_device(config.device)
+    courses: dict[str, _Course] = {}
+    results = []
+    for path, exercise in matched:
+        if exercise.name not in courses:
+            courses[exercise.name] = _load_course(exercise)
+        results.append(grade_notebook(path, courses[exercise.name], config, device))
+    return results
+
+
+def expand_paths(paths: list[Path]) -> list[Path]:
+    """The notebooks named by `paths`: files as given, folders by their `*.ipynb` files."""
+    notebooks: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(path.glob("*.ipynb"))
+            if not found:
+                raise GraderError(f"{path}: the folder has no .ipynb notebooks")
+            notebooks.extend(found)
+        elif path.is_file():
+            notebooks.append(path)
+        else:
+            raise GraderError(f"{path}: no such file or folder")
+    return notebooks
+
+
+def resolve_device(requested: str) -> str:
+    """`cpu` or `cuda`, from `cpu`, `cuda` or `auto`."""
+    if requested not in ("cpu", "cuda", "auto"):
+        raise ConfigError(f"device must be cpu, cuda or auto, not {requested!r}")
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("--device cuda was asked for, but torch sees no CUDA device here")
+    return requested
+
+
+def _load_course(exercise: Exercise) -> _Course:
+    return _Course(
+        exercise,
+        read_course_notebook(exercise.exercise_path),
+        read_course_notebook(exercise.solution_path),
+        load_check_spec(exercise),
+    )
+
+
+def grade_notebook(path: Path, course: _Course, config: Config, device: str) -> NotebookResult:
+    """Grade one submitted notebook against its exercise."""
+    started = time.monotonic()
+    name = course.exercise.name
+    prepared = prepare_submission(path, course.pristine)
+    limits = Limits(config.cell_timeout, config.notebook_timeout)
+    runs = []
+    plan = variants(course.pristine, name, course.spec, device, config.hidden_seed)
+    for variant in plan:
+        calls = _calls(course.spec, variant)
+        probes = probe_sources([values_request(list(course.spec.values))] + [
+            call_request(call) for call in calls
+        ])
+        if prepared.unreadable:
+            student = _unrun(variant, prepared.notebook, prepared.unreadable)
+        else:
+            executed = run_notebook(with_parameters(prepared.notebook, variant.parameters), probes, limits)
+            student = _collect(variant, executed_record(executed), course.spec, calls)
+        reference = _collect(variant, _reference_record(course, variant, probes, limits, config), course.spec, calls)
+        runs.append(VariantRuns(variant.label, student, reference))
+    checks = run_checks(name, course.exercise.checks_path, runs)
+    return NotebookResult(
+        notebook=name,
+        path=str(path),
+        checks=tuple(checks),
+        notices=prepared.notices,
+        seconds=time.monotonic() - started,
+        device=device,
+        seeds=tuple(int(v.parameters.get("seed", 0)) for v in plan),
+    )
+
+
+def _calls(spec: CheckSpec, variant: Variant) -> list[Any]:
+    if spec.calls is None:
+        return []
+    return spec.calls(dict(variant.parameters), np.random.default_rng(variant.input_seed))
+
+
+def executed_record(executed: ExecutedNotebook) -> dict[str, Any]:
+    """The JSON-ready part of a run that the checks need (and the reference cache keeps)."""
+    return {
+        "cells": {c.grade_id: [c.status, c.ename, c.evalue] for c in executed.cells},
+        "payloads": [[p.payload, p.failure] for p in executed.probes],
+    }
+
+
+def _collect(variant: Variant, record: dict[str, Any], spec: CheckSpec, calls: list[Any]) -> RunData:
+    cells = {gid: CellStatus(*fields) for gid, fields in record["cells"].items()}
+    payloads = [(text, failure) for text, failure in record["payloads"]]
+    return collect_run(dict(variant.parameters), cells, payloads, list(spec.values), calls)
+
+
+def _unrun(variant: Variant, nb: NotebookNode, reason: str) -> RunData:
+    from grader.notebook import grade_id, is_todo
+
+    cells = {
+        gid: CellStatus("skipped", evalue=f"your notebook could not be read: {reason}")
+        for cell in nb.cells
+        if is_todo(cell) and (gid := grade_id(cell))
+    }
+    return collect_run(dict(variant.parameters), cells, [(None, reason)], [], [])
+
+
+def _reference_record(
+    course: _Course, variant: Variant, probes: list[str], limits: Limits, config: Config
+) -> dict[str, Any]:
+    key = hashlib.sha256(
+        json.dumps(
+            [
+                course.exercise.solution_path.read_text(encoding="utf-8"),
+                variant.parameters,
+                probes,
+                torch.__version__,
+                GRADER_VERSION,
+            ],
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()
+    cache = config.path(config.cache_dir) / "references" / f"{key}.json"
+    if cache.is_file():
+        record: dict[str, Any] = json.loads(cache.read_text(encoding="utf-8"))
+        return record
+    nb = with_parameters(course.solution, variant.parameters)
+    record = executed_record(run_notebook(nb, probes, limits))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache.with_suffix(f".{os.getpid()}.tmp")
+    partial.write_text(json.dumps(record), encoding="utf-8")
+    partial.replace(cache)
+    return record

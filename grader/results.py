@@ -1,0 +1,61 @@
+"""What grading produces: frozen dataclasses, and scoring as pure functions over them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PASSED = "passed"
+FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check of one TO DO cell, after both runs (the notebook's data and the hidden variant)."""
+
+    notebook: str
+    grade_id: str
+    name: str
+    points: float
+    score: float
+    status: str
+    message: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status == PASSED
+
+
+@dataclass(frozen=True)
+class NotebookResult:
+    """Every check of one submitted notebook, and what the grader noticed along the way."""
+
+    notebook: str
+    path: str
+    checks: tuple[CheckResult, ...]
+    notices: tuple[str, ...] = ()
+    seconds: float = 0.0
+    device: str = "cpu"
+    seeds: tuple[int, ...] = field(default_factory=tuple)
+
+    @property
+    def score(self) -> float:
+        return total_score(self.checks)
+
+    @property
+    def max_score(self) -> float:
+        return total_points(self.checks)
+
+
+def total_score(checks: tuple[CheckResult, ...] | list[CheckResult]) -> float:
+    """Points earned by `checks`."""
+    return sum(check.score for check in checks)
+
+
+def total_points(checks: tuple[CheckResult, ...] | list[CheckResult]) -> float:
+    """Points available in `checks`."""
+    return sum(check.points for check in checks)
+
+
+def all_passed(results: list[NotebookResult]) -> bool:
+    """Whether every check of every notebook earned its points."""
+    return all(check.passed for result in results for check in result.checks)
