@@ -62,9 +62,10 @@ def make_exercise(solution: NotebookNode, notebook: str) -> NotebookNode:
         if not is_todo(cell):
             _refuse_markers(cell.source, notebook, cell_id)
         elif cell.cell_type == "code":
-            if BEGIN not in cell.source:
+            stripped = strip_solution_source(cell.source, notebook, cell_id)
+            if stripped == cell.source:
                 raise MarkerError(notebook, cell_id, 1, f"a TO DO cell needs a {BEGIN} region")
-            cell.source = strip_solution_source(cell.source, notebook, cell_id)
+            cell.source = stripped
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None

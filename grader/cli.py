@@ -19,8 +19,10 @@ EXIT_PASSED, EXIT_LOST_POINTS, EXIT_GRADER_ERROR = 0, 1, 2
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    parser = _parser()
-    args = parser.parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exit_request:  # argparse has printed the usage error or the help
+        return int(exit_request.code or 0)
     try:
         config = load_config(
             args.course,

@@ -131,7 +131,7 @@ def assert_decreasing(losses: list[float], what: str = "the loss", *, slack: flo
                 f"{what} became {after} at step {step + 1}: the updates diverge (learning rate "
                 "too large, or the step has the wrong sign?)"
             )
-        if after > before * (1 + slack) + slack:
+        if after > before + slack * max(1.0, abs(before)):
             raise CheckFailed(
                 f"{what} increased after step {step} (from {before:.6g} to {after:.6g}): "
                 "the step has the wrong sign, or the learning rate is too large?"
@@ -178,3 +178,35 @@ def _at(where: str) -> str:
 def _kind(kind: Any) -> str:
     name = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
     return "None" if name == "NoneType" else f"a {name}"
+
+
+def module_state(value: Any, name: str, shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+    """The parameters of a model that crossed the boundary, checked against `shapes`."""
+    if not isinstance(value, ModuleState):
+        kind = value.type_name if isinstance(value, Unsupported) else type(value)
+        raise CheckFailed(f"`{name}` should be a torch model (nn.Module), but it is {_kind(kind)}")
+    missing = sorted(set(shapes) - set(value.state))
+    if missing:
+        raise CheckFailed(f"`{name}` has no parameter {missing[0]!r}: keep the model's architecture")
+    tensors = {}
+    for key, shape in shapes.items():
+        tensor = value.state[key]
+        if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != shape:
+            raise CheckFailed(f"`{name}`'s {key} should have shape {shape}: keep the architecture")
+        tensors[key] = tensor.detach().double()
+    return tensors
+
+
+def assert_same_history(
+    got: list[float], expected: list[float], what: str, *, rtol: float, atol: float
+) -> None:
+    """Fail unless a loss history follows the reference's, step by step (same start)."""
+    assert_length(got, len(expected), what)
+    assert_decreasing(got, what, slack=1e-3)
+    for step, (mine, theirs) in enumerate(zip(got, expected)):
+        if abs(mine - theirs) > atol + rtol * abs(theirs):
+            raise CheckFailed(
+                f"{what} departs from the reference training at step {step}: got {mine:.6g}, "
+                f"expected {theirs:.6g} (same start, same data: check the loss, the learning "
+                "rate, zero_grad and the order of the steps)"
+            )

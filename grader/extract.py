@@ -120,7 +120,8 @@ def _encode_array_like(value: Any) -> Any:
             tensor = tensor.float()
         if dtype not in DTYPES:
             return {"__unsupported__": f"tensor of {dtype}"}
-        return {"__tensor__": _array_fields(tensor.contiguous().numpy(), dtype)}
+        fields = _array_fields(tensor.contiguous().numpy(), dtype)
+        return {"__tensor__": {**fields, "requires_grad": bool(value.requires_grad)}}
     if torch is not None and isinstance(value, torch.nn.Module):
         state = {key: encode(item) for key, item in value.state_dict().items()}
         return {"__module__": {"type": type(value).__name__, "state": state}}
@@ -202,7 +203,11 @@ def _decode_tensor(body: Any) -> Any:
 
     array = _decode_array(body)
     tensor = torch.from_numpy(array.astype(array.dtype.newbyteorder("="), copy=False))
-    return tensor.to(torch.bfloat16) if body["dtype"] == "bfloat16" else tensor
+    if body["dtype"] == "bfloat16":
+        tensor = tensor.to(torch.bfloat16)
+    if body.get("requires_grad") is True and tensor.is_floating_point():
+        tensor.requires_grad_(True)
+    return tensor
 
 
 def _text(value: Any) -> str:

@@ -1,0 +1,157 @@
+"""Checks for 04_autodiff_regression: manual MSE gradients, linear and logistic regression."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from grader.expect import (
+    CheckFailed,
+    as_float_list,
+    as_tensor,
+    assert_close,
+    assert_same_history,
+    module_state,
+    tolerance,
+)
+from grader.extract import Call, Linear
+
+VALUES = [
+    "linear_model", "linear_losses",
+    "logistic_model", "logistic_losses", "probabilities", "xs_cls", "ys_cls",
+]  # fmt: skip
+
+LINEAR_SHAPES = {"weight": (1, 2), "bias": (1,)}
+LOGISTIC_SHAPES = {"weight": (1, 3), "bias": (1,)}
+# (N, d, k): the notebook's size, then others, down to a single example and a single feature.
+SIZES = [(30, 2, 1), (7, 5, 3), (1, 1, 1), (50, 4, 6)]
+
+
+def hidden_parameters(parameters: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+    centre = [round(float(v), 2) for v in rng.uniform(1.5, 2.5, size=2)]
+    return {
+        "w_true": [round(float(v), 2) for v in rng.uniform(-3, 3, size=2)],
+        "b_true": round(float(rng.uniform(-5, 5)), 2),
+        "positive_mean": [centre[0], -centre[1], 0.0],
+        "negative_mean": [-centre[0], centre[1], 0.0],
+    }
+
+
+def calls(parameters: dict[str, Any], rng: np.random.Generator) -> list[Call]:
+    cases = []
+    for n, d, k in SIZES:
+        weight = torch.tensor(rng.normal(size=(k, d)), dtype=torch.float32)
+        bias = torch.tensor(rng.normal(size=k), dtype=torch.float32)
+        xs = torch.tensor(rng.normal(size=(n, d)), dtype=torch.float32)
+        ys = torch.tensor(rng.normal(size=(n, k)), dtype=torch.float32)
+        cases.append((Linear(weight, bias), xs, ys))
+    return [Call("manual_mse_gradients", cases)]
+
+
+def _autograd_mse_gradients(layer: Linear, xs: torch.Tensor, ys: torch.Tensor) -> tuple[Any, Any]:
+    weight = layer.weight.double().requires_grad_(True)
+    bias = layer.bias.double().requires_grad_(True)
+    loss = torch.nn.functional.mse_loss(xs.double() @ weight.T + bias, ys.double())
+    return torch.autograd.grad(loss, (weight, bias))
+
+
+def _pair(case: Any) -> tuple[Any, Any]:
+    if case.error:
+        raise CheckFailed(f"manual_mse_gradients(linear, xs, ys) raised {case.error}")
+    if not isinstance(case.output, tuple) or len(case.output) != 2:
+        raise CheckFailed("manual_mse_gradients should return a pair (grad_weight, grad_bias)")
+    return case.output
+
+
+@pytest.mark.grade("manual_mse_gradients", points=2)
+def test_manual_gradients_match_autograd(student):
+    rtol, atol = tolerance("cpu")
+    for case in student.cases("manual_mse_gradients"):
+        layer, xs, ys = case.args
+        (n, d), k = xs.shape, ys.shape[1]
+        where = f"for nn.Linear({d}, {k}) and N = {n}"
+        got_weight, got_bias = _pair(case)
+        expected_weight, expected_bias = _autograd_mse_gradients(layer, xs, ys)
+        weight = as_tensor(got_weight, "grad_weight", (k, d))
+        bias = as_tensor(got_bias, "grad_bias", (k,))
+        assert_close(weight, expected_weight, "dL/dW", rtol=rtol, atol=atol, where=where)
+        assert_close(bias, expected_bias, "dL/db", rtol=rtol, atol=atol, where=where)
+
+
+@pytest.mark.grade("manual_mse_gradients", points=1)
+def test_manual_gradients_do_not_use_autograd(student):
+    for case in student.cases("manual_mse_gradients"):
+        _pair(case)
+        if case.autograd_calls:
+            raise CheckFailed(
+                "manual_mse_gradients called autograd (.backward() or torch.autograd.grad): "
+                "derive the gradients by hand"
+            )
+
+
+def _trained(student, reference, model: str, losses: str, shapes: dict, device) -> dict:
+    """The student's trained parameters, once their loss history follows the reference's."""
+    rtol, atol = tolerance(device)
+    history = as_float_list(student.value(losses), losses)
+    expected = as_float_list(reference.value(losses), losses)
+    assert_same_history(history, expected, f"`{losses}`", rtol=10 * rtol, atol=10 * atol)
+    return module_state(student.value(model), model, shapes)
+
+
+@pytest.mark.grade("linear_training", points=2)
+def test_linear_matches_reference(student, reference, device):
+    params = _trained(student, reference, "linear_model", "linear_losses", LINEAR_SHAPES, device)
+    expected = module_state(reference.value("linear_model"), "linear_model", LINEAR_SHAPES)
+    rtol, atol = tolerance(device)
+    for key in LINEAR_SHAPES:
+        assert_close(params[key], expected[key], f"the trained {key}", rtol=10 * rtol,
+                     atol=10 * atol, where="(SGD from the same initial layer)")  # fmt: skip
+
+
+@pytest.mark.grade("linear_training", points=1)
+def test_linear_recovers_true_coefficients(student, reference, parameters, device):
+    params = _trained(student, reference, "linear_model", "linear_losses", LINEAR_SHAPES, device)
+    truth = torch.tensor([*parameters["w_true"], parameters["b_true"]], dtype=torch.float64)
+    got = torch.cat([params["weight"].reshape(-1), params["bias"]])
+    assert_close(got, truth, "(weight, bias)", rtol=0, atol=1e-2, where="(the true coefficients)")
+
+
+@pytest.mark.grade("logistic_training", points=2)
+def test_logistic_matches_reference(student, reference, device):
+    shapes = LOGISTIC_SHAPES
+    params = _trained(student, reference, "logistic_model", "logistic_losses", shapes, device)
+    expected = module_state(reference.value("logistic_model"), "logistic_model", shapes)
+    rtol, atol = tolerance(device)
+    for key in shapes:
+        assert_close(params[key], expected[key], f"the trained {key}", rtol=10 * rtol,
+                     atol=10 * atol, where="(SGD from the same initial layer)")  # fmt: skip
+
+
+def _accuracy(params: dict, xs: torch.Tensor, ys: torch.Tensor) -> float:
+    scores = xs @ params["weight"].T + params["bias"]
+    return float(((scores > 0).double() == ys).double().mean())
+
+
+@pytest.mark.grade("logistic_training", points=1)
+def test_logistic_accuracy(student, reference, device):
+    shapes = LOGISTIC_SHAPES
+    params = _trained(student, reference, "logistic_model", "logistic_losses", shapes, device)
+    xs = as_tensor(reference.value("xs_cls"), "xs_cls", (30, 3))
+    ys = as_tensor(reference.value("ys_cls"), "ys_cls", (30, 1))
+    got = _accuracy(params, xs, ys)
+    expected = _accuracy(module_state(reference.value("logistic_model"), "", shapes), xs, ys)
+    if got < expected - 1 / 30:
+        raise CheckFailed(f"the classifier's accuracy is {got:.0%}, the reference reaches {expected:.0%}")
+
+
+@pytest.mark.grade("logistic_training", points=1)
+def test_probabilities_come_from_the_model(student, reference):
+    params = module_state(student.value("logistic_model"), "logistic_model", LOGISTIC_SHAPES)
+    xs = as_tensor(reference.value("xs_cls"), "xs_cls", (30, 3))
+    got = as_tensor(student.value("probabilities"), "probabilities", (30, 1))
+    expected = torch.sigmoid(xs @ params["weight"].T + params["bias"])
+    assert_close(got, expected, "`probabilities`", rtol=1e-3, atol=1e-5,
+                 where="(sigmoid of the trained model's scores on xs_cls)")  # fmt: skip

@@ -1,0 +1,129 @@
+"""Checks for 05_nonlinear_regression: tanh's derivative and a trained 1-10-1 ReLU network."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from grader.expect import (
+    CheckFailed,
+    as_float_list,
+    as_tensor,
+    assert_close,
+    assert_finite,
+    fmt,
+    module_state,
+    tolerance,
+)
+from grader.extract import Call
+
+VALUES = ["model", "losses"]
+
+SHAPES = {"fc0.weight": (10, 1), "fc0.bias": (10,), "fc1.weight": (1, 10), "fc1.bias": (1,)}
+LARGE = [-1000.0, -100.0, -50.0, -20.0, 20.0, 50.0, 100.0, 1000.0]
+FRESH_POINTS = 2000
+
+
+def hidden_parameters(parameters: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+    curvature = float(rng.uniform(0.03, 0.08)) * float(rng.choice([-1.0, 1.0]))
+    return {
+        "true_coeffs": [
+            round(float(rng.uniform(-2, 2)), 2),
+            round(float(rng.uniform(-0.8, 0.8)), 2),
+            round(curvature, 3),
+        ]
+    }
+
+
+def calls(parameters: dict[str, Any], rng: np.random.Generator) -> list[Call]:
+    shape = tuple(int(n) for n in rng.integers(1, 6, size=int(rng.integers(1, 4))))
+    cases = [
+        (torch.linspace(-5, 5, 101),),
+        (torch.tensor(rng.normal(scale=3, size=shape), dtype=torch.float32),),
+        (torch.tensor(rng.normal(scale=3, size=7), dtype=torch.float64),),
+        (torch.tensor(LARGE, dtype=torch.float32),),
+        (torch.tensor(LARGE, dtype=torch.float64),),
+    ]
+    return [Call("f_prime", cases)]
+
+
+def _outputs(student) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    pairs = []
+    for case in student.cases("f_prime"):
+        (x,) = case.args
+        if case.error:
+            raise CheckFailed(f"f_prime(x) raised {case.error} for x of shape {tuple(x.shape)}")
+        if case.autograd_calls:
+            raise CheckFailed("f_prime used autograd: write the analytic derivative instead")
+        pairs.append((x, as_tensor(case.output, "f_prime(x)", tuple(x.shape))))
+    return pairs
+
+
+@pytest.mark.grade("tanh_derivative", points=2)
+def test_f_prime_matches_autograd(student):
+    rtol, atol = tolerance("cpu")
+    for x, got in _outputs(student):
+        if x.abs().max() > 10:
+            continue
+        x64 = x.double().requires_grad_(True)
+        (expected,) = torch.autograd.grad(torch.tanh(x64).sum(), x64)
+        assert_finite(got, "f_prime(x)", where=f"for x of shape {tuple(x.shape)}")
+        assert_close(got, expected, "f_prime(x)", rtol=rtol, atol=atol,
+                     where=f"at x={fmt(x)} ({x.dtype})")  # fmt: skip
+
+
+@pytest.mark.grade("tanh_derivative", points=1)
+def test_f_prime_is_finite_for_large_inputs(student):
+    for x, got in _outputs(student):
+        if x.abs().max() <= 10:
+            continue
+        assert_finite(got, "f_prime(x)", where=f"for x = {fmt(x, limit=8)} ({x.dtype})")
+        assert_close(got, torch.zeros_like(got), "f_prime(x)", rtol=0, atol=1e-6,
+                     where=f"for large |x| = {fmt(x, limit=8)} (tanh is flat there)")  # fmt: skip
+
+
+def _network(run) -> torch.nn.Module:
+    state = module_state(run.value("model"), "model", SHAPES)
+    network = torch.nn.Sequential(torch.nn.Linear(1, 10), torch.nn.ReLU(), torch.nn.Linear(10, 1))
+    network.double()
+    network.load_state_dict({key.replace("fc0", "0").replace("fc1", "2"): v for key, v in state.items()})
+    return network
+
+
+def _fresh_error(network: torch.nn.Module, parameters: dict[str, Any], rng) -> float:
+    c0, c1, c2 = parameters["true_coeffs"]
+    x = torch.tensor(rng.normal(size=(FRESH_POINTS, 1)) * 10, dtype=torch.float64)
+    with torch.no_grad():
+        return float(((network(x) - (c0 + c1 * x + c2 * x**2)) ** 2).mean())
+
+
+@pytest.mark.grade("nonlinear_training", points=3)
+def test_network_fits_fresh_points(student, reference, parameters, rng):
+    seed = int(rng.integers(2**31))
+    got = _fresh_error(_network(student), parameters, np.random.default_rng(seed))
+    expected = _fresh_error(_network(reference), parameters, np.random.default_rng(seed))
+    limit = max(4 * expected, 1.0)
+    if not np.isfinite(got) or got > limit:
+        raise CheckFailed(
+            f"on {FRESH_POINTS} fresh points the network's mean squared error to the true curve "
+            f"is {got:.4g}; it must be at most {limit:.3g} (the reference reaches {expected:.3g}): "
+            "train longer, or with a better learning rate?"
+        )
+
+
+@pytest.mark.grade("nonlinear_training", points=1)
+def test_training_loss_goes_down(student, reference):
+    losses = as_float_list(student.value("losses"), "losses")
+    if len(losses) < 10:
+        raise CheckFailed(f"`losses` has {len(losses)} entries: record the loss at every step")
+    assert_finite(torch.tensor(losses), "the training loss")
+    final = min(losses[-10:])
+    expected = min(as_float_list(reference.value("losses"), "losses")[-10:])
+    if final > 2 * expected or final > losses[0] / 2:
+        raise CheckFailed(
+            f"the training loss only went from {losses[0]:.4g} to {final:.4g}; "
+            f"the reference reaches {expected:.4g}"
+        )
