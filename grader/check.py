@@ -145,7 +145,13 @@ class _Collector:
 
     @pytest.fixture
     def student(self, variant: int, request: pytest.FixtureRequest) -> NotebookRun:
-        return NotebookRun(self.runs[variant].student, _grade_of(request.node)[0], "student")
+        """The student's run; a check of a cell that did not run to its end fails at once."""
+        grade_id = _grade_of(request.node)[0]
+        data = self.runs[variant].student
+        cell = data.cells.get(grade_id)
+        if cell is not None and cell.status != "ok":
+            raise CheckFailed(describe_cell_failure(grade_id, cell.status, cell.ename, cell.evalue))
+        return NotebookRun(data, grade_id, "student")
 
     @pytest.fixture
     def reference(self, variant: int, request: pytest.FixtureRequest) -> NotebookRun:

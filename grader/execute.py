@@ -123,8 +123,13 @@ def _attempt(
 ) -> tuple[list[CellOutcome], list[ProbeOutcome]]:
     client = _client(nb, workdir)
     outcomes: list[CellOutcome] = []
+    # cleanup_kc: nbclient leaves a kernel it did not create running unless told otherwise.
     with client.setup_kernel(
-        env=_kernel_environment(workdir), cwd=workdir, stdout=DEVNULL, stderr=DEVNULL
+        cleanup_kc=True,
+        env=_kernel_environment(workdir),
+        cwd=workdir,
+        stdout=DEVNULL,
+        stderr=DEVNULL,
     ):
         for index, cell in enumerate(nb.cells[:notebook_cells]):
             if cell.cell_type != "code":
