@@ -103,7 +103,9 @@ def test_sgd_recovers_true_weights_and_agrees_with_gd(student, reference, parame
     truth = torch.tensor([*parameters["w_true"], parameters["b_true"]], dtype=torch.float64)
     assert_close(torch.cat([w_sgd, b_sgd]), truth, "(w_sgd, b_sgd)", rtol=0, atol=0.1,
                  where="(the true coefficients)")  # fmt: skip
-    gd = torch.cat([as_tensor(reference.value("w_gd"), "w_gd"), as_tensor(reference.value("b_gd"), "b_gd")])
+    gd = torch.cat(
+        [as_tensor(reference.value("w_gd"), "w_gd"), as_tensor(reference.value("b_gd"), "b_gd")]
+    )
     assert_close(torch.cat([w_sgd, b_sgd]), gd, "(w_sgd, b_sgd)", rtol=0, atol=0.1,
                  where="(full-batch gradient descent from the same start)")  # fmt: skip
 
@@ -142,8 +144,8 @@ def test_autograd_agrees_with_gd(student, reference):
             raise CheckFailed(f"`{name}` should be a torch tensor, it is a {type(value).__name__}")
         got = as_tensor(value, name, shape)
         expected = as_tensor(reference.value(gd_name), gd_name, shape)
-        assert_close(got, expected, f"`{name}`",
-                     where=f"(must agree with gradient descent's `{gd_name}`)", **FLOAT32)  # fmt: skip
+        where = f"(must agree with gradient descent's `{gd_name}`)"
+        assert_close(got, expected, f"`{name}`", where=where, **FLOAT32)
 
 
 @pytest.mark.grade("autograd_loop", points=1)

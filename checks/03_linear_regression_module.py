@@ -47,7 +47,9 @@ def test_mse_cost_matches_the_definition(student):
     for yhat, y, output in _costs(student):
         got = as_tensor(output, "mse_cost(yhat, y)")
         if got.numel() != 1:
-            raise CheckFailed(f"mse_cost should return one number, it returned shape {tuple(got.shape)}")
+            raise CheckFailed(
+                f"mse_cost should return one number, it returned shape {tuple(got.shape)}"
+            )
         expected = ((yhat.detach().double() - y.double()) ** 2).mean()
         ratio = float(got.reshape(-1)[0] / expected)
         if y.numel() > 1 and abs(ratio - y.numel()) < 1e-3 * y.numel():

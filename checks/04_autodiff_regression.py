@@ -144,7 +144,9 @@ def test_logistic_accuracy(student, reference, device):
     got = _accuracy(params, xs, ys)
     expected = _accuracy(module_state(reference.value("logistic_model"), "", shapes), xs, ys)
     if got < expected - 1 / 30:
-        raise CheckFailed(f"the classifier's accuracy is {got:.0%}, the reference reaches {expected:.0%}")
+        raise CheckFailed(
+            f"the classifier's accuracy is {got:.0%}, the reference reaches {expected:.0%}"
+        )
 
 
 @pytest.mark.grade("logistic_training", points=1)

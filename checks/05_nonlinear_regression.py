@@ -89,7 +89,9 @@ def _network(run) -> torch.nn.Module:
     state = module_state(run.value("model"), "model", SHAPES)
     network = torch.nn.Sequential(torch.nn.Linear(1, 10), torch.nn.ReLU(), torch.nn.Linear(10, 1))
     network.double()
-    network.load_state_dict({key.replace("fc0", "0").replace("fc1", "2"): v for key, v in state.items()})
+    network.load_state_dict(
+        {key.replace("fc0", "0").replace("fc1", "2"): v for key, v in state.items()}
+    )
     return network
 
 

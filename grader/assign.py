@@ -39,7 +39,10 @@ def strip_solution_source(source: str, notebook: str, cell_id: str) -> str:
         if marker == BEGIN:
             if opened_at is not None:
                 raise MarkerError(
-                    notebook, cell_id, number, f"{BEGIN} inside the region opened on line {opened_at}"
+                    notebook,
+                    cell_id,
+                    number,
+                    f"{BEGIN} inside the region opened on line {opened_at}",
                 )
             opened_at = number
             kept.extend(placeholder(cell_id, line[: len(line) - len(line.lstrip())]))
@@ -75,7 +78,8 @@ def make_exercise(solution: NotebookNode, notebook: str) -> NotebookNode:
 def render_exercise(solution_path: Path) -> str:
     """The exact text `grader assign` writes for one solution notebook."""
     solution = read_course_notebook(solution_path)
-    return nbformat.writes(make_exercise(solution, solution_path.name)) + "\n"
+    text: str = nbformat.writes(make_exercise(solution, solution_path.name))
+    return text + "\n"
 
 
 def assign(config: Config, *, check_only: bool = False) -> list[Path]:
@@ -104,5 +108,8 @@ def _refuse_markers(source: str, notebook: str, cell_id: str) -> None:
     for number, line in enumerate(source.splitlines(), start=1):
         if line.strip() in (BEGIN, END):
             raise MarkerError(
-                notebook, cell_id, number, "a solution region outside a TO DO cell (solution: false)"
+                notebook,
+                cell_id,
+                number,
+                "a solution region outside a TO DO cell (solution: false)",
             )

@@ -70,7 +70,9 @@ class NotebookRun:
         prefix = "" if self.whose == "student" else "[reference solution, a course bug] "
         cell = self.data.cells.get(self.grade_id)
         if cell is not None and cell.status != "ok":
-            return prefix + describe_cell_failure(self.grade_id, cell.status, cell.ename, cell.evalue)
+            return prefix + describe_cell_failure(
+                self.grade_id, cell.status, cell.ename, cell.evalue
+            )
         if problem and problem != "missing":
             return prefix + f"{what} could not be read: {problem}"
         return prefix + f"{what} is not defined: cell `{self.grade_id}` must define it"
@@ -106,7 +108,9 @@ def run_checks(notebook: str, checks_path: Path, runs: list[VariantRuns]) -> lis
         plugins=[collector],
     )  # fmt: skip
     if collector.broken or exit_code in (pytest.ExitCode.INTERNAL_ERROR, 4):
-        raise CourseError(f"{checks_path}: the checks could not run: {collector.broken or exit_code}")
+        raise CourseError(
+            f"{checks_path}: the checks could not run: {collector.broken or exit_code}"
+        )
     if not collector.verdicts:
         raise CourseError(f"{checks_path}: no checks were collected")
     return [_merge(notebook, key, verdicts, runs) for key, verdicts in collector.verdicts.items()]
@@ -171,9 +175,7 @@ class _Collector:
         return np.random.default_rng([seed, variant, len(request.node.originalname)])
 
     @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(
-        self, item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> Any:
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
         report = yield
         if call.when == "call" or (call.when == "setup" and report.failed):
             self._record(item, call, report.passed)

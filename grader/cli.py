@@ -48,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", required=True)
 
     check = commands.add_parser("check", help="grade notebooks and print a score per check")
-    check.add_argument("paths", nargs="*", type=Path, help="notebooks or folders (default: exercises/)")
+    check.add_argument(
+        "paths", nargs="*", type=Path, help="notebooks or folders (default: exercises/)"
+    )
     check.add_argument("--device", choices=["cpu", "cuda", "auto"], default=None)
     check.add_argument("--json", type=Path, help="write Gradescope results.json here")
     check.add_argument("--junit", type=Path, help="write JUnit XML here")

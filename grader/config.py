@@ -40,7 +40,7 @@ class Config:
     notebook_timeout: float = 300.0
     """Seconds one whole notebook run may take."""
     hidden_seed: int = 1729
-    """Secret that draws the hidden variant's seed and coefficients; override by GRADER_HIDDEN_SEED."""
+    """Secret behind the hidden variant's seed and coefficients (env: GRADER_HIDDEN_SEED)."""
 
     def path(self, folder: str) -> Path:
         """Absolute path of one of the course folders named above."""

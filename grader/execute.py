@@ -13,9 +13,9 @@ import os
 import sys
 import tempfile
 import time
-from subprocess import DEVNULL
 from dataclasses import dataclass, field
 from pathlib import Path
+from subprocess import DEVNULL
 from typing import Any
 
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
@@ -76,7 +76,7 @@ class _FatalCell(Exception):
         self.status = status
 
 
-class _GraderKernelSpecs(KernelSpecManager):  # type: ignore[misc]
+class _GraderKernelSpecs(KernelSpecManager):
     """Always the current interpreter's ipykernel, whatever kernelspecs are installed."""
 
     def get_kernel_spec(self, kernel_name: str) -> KernelSpec:

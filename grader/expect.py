@@ -7,6 +7,7 @@ Each helper raises `CheckFailed` whose message is shown to the student as it is,
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -125,7 +126,7 @@ def assert_close(
 
 def assert_decreasing(losses: list[float], what: str = "the loss", *, slack: float = 1e-6) -> None:
     """Fail when the loss goes up from one step to the next (beyond rounding)."""
-    for step, (before, after) in enumerate(zip(losses, losses[1:]), start=1):
+    for step, (before, after) in enumerate(pairwise(losses), start=1):
         if not np.isfinite(after):
             raise CheckFailed(
                 f"{what} became {after} at step {step + 1}: the updates diverge (learning rate "
@@ -180,14 +181,18 @@ def _kind(kind: Any) -> str:
     return "None" if name == "NoneType" else f"a {name}"
 
 
-def module_state(value: Any, name: str, shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+def module_state(
+    value: Any, name: str, shapes: dict[str, tuple[int, ...]]
+) -> dict[str, torch.Tensor]:
     """The parameters of a model that crossed the boundary, checked against `shapes`."""
     if not isinstance(value, ModuleState):
         kind = value.type_name if isinstance(value, Unsupported) else type(value)
         raise CheckFailed(f"`{name}` should be a torch model (nn.Module), but it is {_kind(kind)}")
     missing = sorted(set(shapes) - set(value.state))
     if missing:
-        raise CheckFailed(f"`{name}` has no parameter {missing[0]!r}: keep the model's architecture")
+        raise CheckFailed(
+            f"`{name}` has no parameter {missing[0]!r}: keep the model's architecture"
+        )
     tensors = {}
     for key, shape in shapes.items():
         tensor = value.state[key]
@@ -202,7 +207,7 @@ def assert_same_history(
 ) -> None:
     """Fail unless a loss history follows the reference's, step by step (same start)."""
     assert_length(got, len(expected), what)
-    for step, (mine, theirs) in enumerate(zip(got, expected)):
+    for step, (mine, theirs) in enumerate(zip(got, expected, strict=True)):
         if not abs(mine - theirs) <= atol + rtol * abs(theirs):
             rose = step > 0 and mine > got[step - 1]
             hint = (

@@ -274,7 +274,9 @@ def answer_request(request_text: str, namespace: dict[str, Any]) -> None:
 
     request = json.loads(request_text)
     if "values" in request:
-        answer: Any = {"__dict__": {name: _read_value(name, namespace) for name in request["values"]}}
+        answer: Any = {
+            "__dict__": {name: _read_value(name, namespace) for name in request["values"]}
+        }
     else:
         answer = _call_cases(request["call"], namespace)
     display({MIME_TYPE: json.dumps(answer)}, raw=True)
@@ -400,7 +402,7 @@ def collect_run(
             problems[name] = slot.get("error", "")
     results: dict[str, list[CaseResult]] = {}
     call_problems: dict[str, str] = {}
-    for call, (text, failure) in zip(calls, call_payloads):
+    for call, (text, failure) in zip(calls, call_payloads, strict=False):
         try:
             results[call.function] = _call_results(call, text, failure)
         except PayloadError as error:
@@ -434,7 +436,7 @@ def _call_results(call: Call, text: str | None, failure: str) -> list[CaseResult
     if not isinstance(cases, list) or len(cases) != len(call.cases):
         raise PayloadError("the call's answer has the wrong number of cases")
     results = []
-    for index, (args, case) in enumerate(zip(call.cases, cases)):
+    for index, (args, case) in enumerate(zip(call.cases, cases, strict=True)):
         if not isinstance(case, dict):
             raise PayloadError("a case of the call's answer is malformed")
         error, calls = case.get("error"), case.get("autograd_calls", 0)

@@ -20,8 +20,14 @@ from grader.config import Config
 from grader.course import CheckSpec, Exercise, exercise_for, find_exercises, load_check_spec
 from grader.errors import ConfigError, DeviceError, GraderError
 from grader.execute import ExecutedNotebook, Limits, run_notebook
-from grader.extract import CellStatus, RunData, call_request, collect_run, probe_sources
-from grader.extract import values_request
+from grader.extract import (
+    CellStatus,
+    RunData,
+    call_request,
+    collect_run,
+    probe_sources,
+    values_request,
+)
 from grader.notebook import read_course_notebook
 from grader.prepare import Variant, prepare_submission, variants, with_parameters
 from grader.results import NotebookResult
@@ -100,15 +106,19 @@ def grade_notebook(path: Path, course: _Course, config: Config, device: str) -> 
     plan = variants(course.pristine, name, course.spec, device, config.hidden_seed)
     for variant in plan:
         calls = _calls(course.spec, variant)
-        probes = probe_sources([values_request(list(course.spec.values))] + [
-            call_request(call) for call in calls
-        ])
+        probes = probe_sources(
+            [values_request(list(course.spec.values))] + [call_request(call) for call in calls]
+        )
         if prepared.unreadable:
             student = _unrun(variant, prepared.notebook, prepared.unreadable)
         else:
-            executed = run_notebook(with_parameters(prepared.notebook, variant.parameters), probes, limits)
+            executed = run_notebook(
+                with_parameters(prepared.notebook, variant.parameters), probes, limits
+            )
             student = _collect(variant, executed_record(executed), course.spec, calls)
-        reference = _collect(variant, _reference_record(course, variant, probes, limits, config), course.spec, calls)
+        reference = _collect(
+            variant, _reference_record(course, variant, probes, limits, config), course.spec, calls
+        )
         runs.append(VariantRuns(variant.label, student, reference))
     checks = run_checks(name, course.exercise.checks_path, runs)
     return NotebookResult(
@@ -136,7 +146,9 @@ def executed_record(executed: ExecutedNotebook) -> dict[str, Any]:
     }
 
 
-def _collect(variant: Variant, record: dict[str, Any], spec: CheckSpec, calls: list[Any]) -> RunData:
+def _collect(
+    variant: Variant, record: dict[str, Any], spec: CheckSpec, calls: list[Any]
+) -> RunData:
     cells = {gid: CellStatus(*fields) for gid, fields in record["cells"].items()}
     payloads = [(text, failure) for text, failure in record["payloads"]]
     return collect_run(dict(variant.parameters), cells, payloads, list(spec.values), calls)

@@ -45,7 +45,7 @@ def todo_ids(nb: NotebookNode) -> list[str]:
 def read_course_notebook(path: Path) -> NotebookNode:
     """Read one of the course's own notebooks and check its structure."""
     try:
-        nb = nbformat.read(path, as_version=4)
+        nb: NotebookNode = nbformat.read(path, as_version=4)
     except (OSError, ValueError) as error:
         raise CourseError(f"{path}: cannot read the notebook ({error})") from None
     check_structure(nb, path.stem)

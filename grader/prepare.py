@@ -36,7 +36,7 @@ class PreparedNotebook:
 
 @dataclass(frozen=True)
 class Variant:
-    """One run of a notebook: its label, its parameter values and the seed of the grader's inputs."""
+    """One run of a notebook: label, parameter values, and the seed of the grader's inputs."""
 
     label: str
     parameters: dict[str, Any]
@@ -68,7 +68,10 @@ def read_submission(path: Path) -> tuple[NotebookNode | None, str]:
     if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
         return None, "the file is JSON but not a notebook (no list of cells)"
     if raw.get("nbformat") != 4:
-        return None, f"nbformat {raw.get('nbformat')} notebooks are not supported; save as nbformat 4"
+        return (
+            None,
+            f"nbformat {raw.get('nbformat')} notebooks are not supported; save as nbformat 4",
+        )
     return nbformat.from_dict(raw), ""
 
 
@@ -104,7 +107,10 @@ def _merge_one(cell: NotebookNode, gid: str, candidates: list[Any]) -> list[str]
     if is_todo(cell):
         usable = [c for c in candidates if c.get("cell_type") == cell.cell_type]
         if not usable:
-            return [*notices, f"TO DO cell `{gid}` is missing from your notebook; graded as not done"]
+            return [
+                *notices,
+                f"TO DO cell `{gid}` is missing from your notebook; graded as not done",
+            ]
         cell.source = _source_text(usable[0])
     elif candidates and _source_text(candidates[0]) != cell.source:
         notices.append(f"your edits to the locked cell `{gid}` were ignored")

@@ -34,7 +34,9 @@ def course(reference_cache: Path) -> Config:
     return dataclasses.replace(load_config(ROOT), cache_dir=str(reference_cache))
 
 
-def make_cell(source: str, gid: str, *, todo: bool = False, tags: list[str] | None = None) -> NotebookNode:
+def make_cell(
+    source: str, gid: str, *, todo: bool = False, tags: list[str] | None = None
+) -> NotebookNode:
     """One code cell with nbgrader metadata."""
     cell = nbformat.v4.new_code_cell(source)
     cell.metadata["nbgrader"] = {

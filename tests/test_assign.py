@@ -66,7 +66,11 @@ def test_marker_errors_name_notebook_cell_and_line(source: str, line: int, probl
     nb = make_notebook([make_cell("import torch", "imports"), make_cell(source, "task", todo=True)])
     with pytest.raises(MarkerError) as caught:
         make_exercise(nb, "07_demo.ipynb")
-    assert (caught.value.notebook, caught.value.cell, caught.value.line) == ("07_demo.ipynb", "task", line)
+    assert (caught.value.notebook, caught.value.cell, caught.value.line) == (
+        "07_demo.ipynb",
+        "task",
+        line,
+    )
     assert problem in str(caught.value)
     assert str(caught.value).startswith(f"07_demo.ipynb, cell task, line {line}:")
 

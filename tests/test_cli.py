@@ -14,7 +14,9 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_unknown_notebook_is_a_grader_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_unknown_notebook_is_a_grader_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     path = write(make_notebook([make_cell("x = 1", "a")]), tmp_path, "homework")
     code, out, err = run(capsys, "check", str(path))
     assert code == 2 and out == ""

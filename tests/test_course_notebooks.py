@@ -68,4 +68,8 @@ def test_exercise_raises_not_implemented_in_each_todo_cell_only(name: str) -> No
     raising = [c.grade_id for c in executed.cells if c.ename == "NotImplementedError"]
     assert raising == TODO_IDS[name]
     for cell in executed.cells:
-        assert cell.status in ("ok", "error") and cell.ename in ("", "NotImplementedError", "NameError")
+        assert cell.status in ("ok", "error") and cell.ename in (
+            "",
+            "NotImplementedError",
+            "NameError",
+        )

@@ -16,8 +16,12 @@ from grader.extract import ModuleState, Unsupported
 
 
 def test_factor_of_two_is_named() -> None:
-    with pytest.raises(CheckFailed, match=r"dℓ/db is off by a factor of 2: got 2.44, expected 1.22 at x=1"):
-        assert_close(torch.tensor([2.44]), torch.tensor([1.22]), "dℓ/db", rtol=1e-6, atol=0, where="at x=1")
+    with pytest.raises(
+        CheckFailed, match=r"dℓ/db is off by a factor of 2: got 2.44, expected 1.22 at x=1"
+    ):
+        assert_close(
+            torch.tensor([2.44]), torch.tensor([1.22]), "dℓ/db", rtol=1e-6, atol=0, where="at x=1"
+        )
 
 
 def test_wrong_sign_is_named() -> None:

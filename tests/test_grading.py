@@ -120,7 +120,9 @@ def test_hard_coded_answers_fail_the_hidden_variant(course: Config, tmp_path: Pa
     path = write(nb, tmp_path, "02_linear_regression_numpy")
     failed = failed_checks(course, path)
     assert set(failed) == {"02_linear_regression_numpy::gd_loop::gd_matches_reference"}
-    assert "passes on the notebook's own data but not on the hidden variant" in next(iter(failed.values()))
+    assert "passes on the notebook's own data but not on the hidden variant" in next(
+        iter(failed.values())
+    )
 
 
 def test_a_broken_notebook_is_graded_zero_and_the_batch_goes_on(

@@ -35,7 +35,9 @@ def test_missing_duplicated_and_foreign_cells_are_reported() -> None:
     submission.cells.append(nbformat.v4.new_code_cell("scratch = 1"))
     merged = merge_cells(exercise(), submission)
     assert "TO DO cell `task` is missing from your notebook; graded as not done" in merged.notices
-    assert any("1 cell(s) that are not part of the exercise were ignored" in n for n in merged.notices)
+    assert any(
+        "1 cell(s) that are not part of the exercise were ignored" in n for n in merged.notices
+    )
     submission.cells.extend([task, task])
     merged = merge_cells(exercise(), submission)
     assert "cell `task` appears 2 times; the first one was used" in merged.notices

@@ -13,7 +13,9 @@ def results() -> list[NotebookResult]:
         CheckResult("02_x", "gd_loop", "matches", 2, 0, FAILED, "`w_gd` is wrong"),
         CheckResult("02_x", "gd_loop", "losses", 1, 0, FAILED, "`w_gd` is wrong"),
     )
-    return [NotebookResult("02_x", "sub/02_x.ipynb", checks, ("edits ignored",), 1.5, "cpu", (0, 9))]
+    return [
+        NotebookResult("02_x", "sub/02_x.ipynb", checks, ("edits ignored",), 1.5, "cpu", (0, 9))
+    ]
 
 
 def test_gradescope_schema() -> None:
