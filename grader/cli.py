@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
 def _check(args: argparse.Namespace, config: Config) -> int:
     from grader.grading import check_notebooks
     from grader.report import gradescope_results, junit_xml, render_text, write_json
-    from grader.results import all_passed
+    from grader.results import all_passed, ungradable
 
     started = time.monotonic()
     paths = args.paths or [config.path(config.exercises_dir)]
@@ -79,6 +79,10 @@ def _check(args: argparse.Namespace, config: Config) -> int:
         write_json(args.json, gradescope_results(results, time.monotonic() - started))
     if args.junit:
         args.junit.write_text(junit_xml(results), encoding="utf-8")
+    for result in ungradable(results):
+        print(f"grader: error: {result.error}", file=sys.stderr)
+    if ungradable(results):
+        return EXIT_GRADER_ERROR
     return EXIT_PASSED if all_passed(results) else EXIT_LOST_POINTS
 
 

@@ -39,6 +39,12 @@ class Config:
     """Seconds one cell may run before it is interrupted."""
     notebook_timeout: float = 300.0
     """Seconds one whole notebook run may take."""
+    memory_limit_mb: int = 2048
+    """Memory one kernel, and everything it starts, may use."""
+    process_limit: int = 64
+    """Processes and threads one kernel may run at once (where cgroups are available)."""
+    output_limit_kb: int = 1024
+    """Output kept per cell; the rest is dropped with a note."""
     hidden_seed: int = 1729
     """Secret behind the hidden variant's seed and coefficients (env: GRADER_HIDDEN_SEED)."""
 

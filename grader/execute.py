@@ -1,48 +1,46 @@
-"""Run a notebook headless in a fresh kernel, cell by cell, within time limits.
+"""Run a notebook headless in a fresh, confined kernel, cell by cell, within limits.
 
-Each code cell gets its own timeout and the whole run a deadline. A cell that times out or kills
-the kernel costs only itself: the kernel is restarted, the cells before it are run again, and the
-run goes on without it. After the notebook, the probe cells (see `grader.extract`) run in the same
-kernel and their payloads are collected.
+Each code cell gets its own timeout and the whole run a deadline; outputs are capped per cell.
+A cell that times out, runs out of memory or kills the kernel costs only itself: the kernel is
+restarted, the cells before it are run again, and the run goes on without it. After the notebook,
+the probe cells (see `grader.extract`) run in the same kernel and their payloads are collected.
 """
 
 from __future__ import annotations
 
 import copy
-import os
-import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from subprocess import DEVNULL
 from typing import Any
 
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
-from jupyter_client.manager import KernelManager
+from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
-from nbformat.v4 import new_code_cell
+from nbformat.v4 import new_code_cell, new_output
 
-from grader.extract import MIME_TYPE
+from grader.extract import MAX_PAYLOAD_CHARS, MIME_TYPE
 from grader.notebook import grade_id
-
-KERNEL_NAME = "grader-python"
+from grader.sandbox import Isolation, KernelJail, ResourceLimits, detect_isolation
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Time limits of one notebook run, in seconds."""
+    """Time and output limits of one notebook run, and the kernel's resource limits."""
 
     cell_timeout: float = 60.0
     notebook_timeout: float = 300.0
     probe_timeout: float = 10.0
+    output_kb: int = 1024
+    resources: ResourceLimits = field(default_factory=ResourceLimits)
+    threads: int = 1
 
 
 @dataclass(frozen=True)
 class CellOutcome:
-    """How one code cell ended: `ok`, `error`, `timeout`, `died` or `skipped`."""
+    """How one code cell ended: `ok`, `error`, `timeout`, `died`, `memory` or `skipped`."""
 
     grade_id: str
     status: str
@@ -65,52 +63,65 @@ class ExecutedNotebook:
     cells: tuple[CellOutcome, ...]
     probes: tuple[ProbeOutcome, ...]
     seconds: float
-    outputs: dict[str, list[Any]] = field(default_factory=dict)
+    isolation: Isolation
 
 
 class _FatalCell(Exception):
-    """Cell `index` ended the kernel's usefulness (`timeout` or `died`)."""
+    """Cell `index` ended the kernel's usefulness (`timeout`, `died` or `memory`)."""
 
     def __init__(self, index: int, status: str) -> None:
         self.index = index
         self.status = status
 
 
-class _GraderKernelSpecs(KernelSpecManager):
-    """Always the current interpreter's ipykernel, whatever kernelspecs are installed."""
+class _FixedKernelSpecs(KernelSpecManager):
+    """Hands out exactly one kernel spec: the jailed command of this run."""
+
+    def __init__(self, argv: list[str]) -> None:
+        super().__init__()
+        self.argv = argv
 
     def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
-        return KernelSpec(
-            argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            display_name="grader",
-            language="python",
-        )
+        return KernelSpec(argv=self.argv, display_name="grader", language="python")
+
+
+class _BoundedClient(NotebookClient):
+    """An nbclient that keeps at most `output_limit` bytes of output per cell."""
+
+    output_limit = 1024 * 1024
+
+    def output(
+        self, outs: list[NotebookNode], msg: dict[str, Any], display_id: str | None, index: int
+    ) -> NotebookNode | None:
+        used = sum(len(str(out)) for out in outs)
+        if used > self.output_limit:
+            return None
+        size = len(str(msg.get("content", "")))
+        if used + size > self.output_limit:
+            note = f"\n[output truncated by the grader: more than {self.output_limit // 1024} KB]\n"
+            outs.append(new_output("stream", name="stderr", text=note))
+            return None
+        result: NotebookNode | None = super().output(outs, msg, display_id, index)
+        return result
 
 
 def run_notebook(nb: NotebookNode, probes: list[str], limits: Limits) -> ExecutedNotebook:
-    """Execute every code cell of `nb`, then the `probes`, in a fresh kernel."""
+    """Execute every code cell of `nb`, then the `probes`, in a fresh confined kernel."""
     started = time.monotonic()
     deadline = started + limits.notebook_timeout
     skipped: dict[int, str] = {}
     work = copy.deepcopy(nb)
     notebook_cells = len(work.cells)
     work.cells.extend(new_code_cell(source) for source in probes)
-    with tempfile.TemporaryDirectory(prefix="grader-run-") as workdir:
-        while True:
-            try:
-                cells, probe_outcomes = _attempt(
-                    work, notebook_cells, limits, deadline, skipped, workdir
-                )
-                break
-            except _FatalCell as fatal:
-                skipped[fatal.index] = fatal.status
-    outputs = {
-        gid: list(cell.get("outputs", []))
-        for cell in work.cells[:notebook_cells]
-        if (gid := grade_id(cell))
-    }
+    isolation = detect_isolation()
+    while True:
+        try:
+            cells, probe_outcomes = _attempt(work, notebook_cells, limits, deadline, skipped)
+            break
+        except _FatalCell as fatal:
+            skipped[fatal.index] = fatal.status
     seconds = time.monotonic() - started
-    return ExecutedNotebook(tuple(cells), tuple(probe_outcomes), seconds, outputs)
+    return ExecutedNotebook(tuple(cells), tuple(probe_outcomes), seconds, isolation)
 
 
 def _attempt(
@@ -119,39 +130,39 @@ def _attempt(
     limits: Limits,
     deadline: float,
     skipped: dict[int, str],
-    workdir: str,
 ) -> tuple[list[CellOutcome], list[ProbeOutcome]]:
-    client = _client(nb, workdir)
-    outcomes: list[CellOutcome] = []
-    # cleanup_kc: nbclient leaves a kernel it did not create running unless told otherwise.
-    with client.setup_kernel(
-        cleanup_kc=True,
-        env=_kernel_environment(workdir),
-        cwd=workdir,
-        stdout=DEVNULL,
-        stderr=DEVNULL,
-    ):
-        for index, cell in enumerate(nb.cells[:notebook_cells]):
-            if cell.cell_type != "code":
-                continue
-            gid = grade_id(cell) or f"#{index}"
-            if index in skipped:
-                outcomes.append(CellOutcome(gid, skipped[index]))
-                continue
-            if time.monotonic() >= deadline:
-                outcomes.append(CellOutcome(gid, "skipped", evalue="the notebook ran out of time"))
-                continue
-            outcomes.append(_run_cell(client, cell, index, limits.cell_timeout, deadline))
-        probe_outcomes = [
-            _run_probe(client, index, limits.probe_timeout)
-            for index in range(notebook_cells, len(nb.cells))
-        ]
+    with KernelJail(limits.resources, detect_isolation()) as jail:
+        client = _client(nb, jail, limits)
+        outcomes: list[CellOutcome] = []
+        # cleanup_kc: nbclient leaves a kernel it did not create running unless told otherwise.
+        with client.setup_kernel(
+            cleanup_kc=True,
+            env=jail.environment(limits.threads),
+            cwd=str(jail.directory),
+            stdout=DEVNULL,
+            stderr=DEVNULL,
+        ):
+            for index, cell in enumerate(nb.cells[:notebook_cells]):
+                if cell.cell_type != "code":
+                    continue
+                outcomes.append(_cell_outcome(client, jail, cell, index, limits, deadline, skipped))
+            client.output_limit = MAX_PAYLOAD_CHARS + 1024
+            probe_outcomes = [
+                _run_probe(client, index, limits.probe_timeout)
+                for index in range(notebook_cells, len(nb.cells))
+            ]
     return outcomes, probe_outcomes
 
 
-def _client(nb: NotebookNode, workdir: str) -> NotebookClient:
-    manager = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=_GraderKernelSpecs())
-    return NotebookClient(
+def _client(nb: NotebookNode, jail: KernelJail, limits: Limits) -> _BoundedClient:
+    # The asynchronous manager: with a blocking one, nbclient's IOPub waits ignore every timeout.
+    manager = AsyncKernelManager(
+        kernel_name="grader",
+        kernel_spec_manager=_FixedKernelSpecs(jail.kernel_argv()),
+        transport="ipc",
+        connection_file=str(jail.connection_file),
+    )
+    client = _BoundedClient(
         nb,
         km=manager,
         allow_errors=True,
@@ -159,21 +170,33 @@ def _client(nb: NotebookNode, workdir: str) -> NotebookClient:
         shutdown_kernel="immediate",
         startup_timeout=60,
         extra_arguments=["--HistoryManager.enabled=False"],
-        resources={"metadata": {"path": workdir}},
+        resources={"metadata": {"path": str(jail.directory)}},
     )
+    client.output_limit = limits.output_kb * 1024
+    return client
 
 
-def _run_cell(
-    client: NotebookClient, cell: NotebookNode, index: int, timeout: float, deadline: float
+def _cell_outcome(
+    client: NotebookClient,
+    jail: KernelJail,
+    cell: NotebookNode,
+    index: int,
+    limits: Limits,
+    deadline: float,
+    skipped: dict[int, str],
 ) -> CellOutcome:
     gid = grade_id(cell) or f"#{index}"
-    client.timeout = max(1, int(min(timeout, deadline - time.monotonic()) + 0.999))
+    if index in skipped:
+        return CellOutcome(gid, skipped[index])
+    if time.monotonic() >= deadline:
+        return CellOutcome(gid, "skipped", evalue="the notebook ran out of time")
+    client.timeout = max(1, int(min(limits.cell_timeout, deadline - time.monotonic()) + 0.999))
     try:
         client.execute_cell(cell, index)
     except CellTimeoutError:
         raise _FatalCell(index, "timeout") from None
     except DeadKernelError:
-        raise _FatalCell(index, "died") from None
+        raise _FatalCell(index, "memory" if jail.ran_out_of_memory() else "died") from None
     for output in cell.get("outputs", []):
         if output.get("output_type") == "error":
             return CellOutcome(gid, "error", str(output.get("ename")), str(output.get("evalue")))
@@ -189,24 +212,14 @@ def _run_probe(client: NotebookClient, index: int, timeout: float) -> ProbeOutco
         return ProbeOutcome(None, f"did not finish within {timeout:g} s")
     except DeadKernelError:
         return ProbeOutcome(None, "the kernel died")
+    errors = [output for output in cell.outputs if output.get("output_type") == "error"]
+    if errors:
+        return ProbeOutcome(None, f"{errors[0].get('ename')}: {errors[0].get('evalue')}")
     payloads = [
         output["data"][MIME_TYPE]
         for output in cell.outputs
         if output.get("output_type") == "display_data" and MIME_TYPE in output.get("data", {})
     ]
-    errors = [output for output in cell.outputs if output.get("output_type") == "error"]
-    if errors:
-        return ProbeOutcome(None, f"{errors[0].get('ename')}: {errors[0].get('evalue')}")
     if len(payloads) != 1 or not isinstance(payloads[0], str):
         return ProbeOutcome(None, "the notebook's values could not be read")
     return ProbeOutcome(payloads[0])
-
-
-def _kernel_environment(workdir: str) -> dict[str, str]:
-    environment = dict(os.environ)
-    environment.update(
-        MPLBACKEND="agg",
-        IPYTHONDIR=str(Path(workdir) / ".ipython"),
-        PYDEVD_DISABLE_FILE_VALIDATION="1",
-    )
-    return environment

@@ -299,13 +299,11 @@ def _call_cases(call: dict[str, Any], namespace: dict[str, Any]) -> Any:
 
 
 def _call_one(function: Any, case: dict[str, Any], namespace: dict[str, Any]) -> Any:
-    import torch
-
     args = [_kernel_argument(arg) for arg in decode(case["args"])]
     overrides = decode(case["globals"])
     saved = {name: namespace[name] for name in overrides if name in namespace}
     namespace.update(overrides)
-    counter = _AutogradCounter(torch)
+    counter = _AutogradCounter(_torch_if_loaded())
     try:
         with counter:
             output = function(*args)
@@ -341,13 +339,16 @@ class _AutogradCounter:
         self.calls = 0
 
     def __enter__(self) -> None:
+        if self.torch is None:
+            return
         autograd = self.torch.autograd
         self.saved = (autograd.backward, autograd.grad)
         autograd.backward = self._counted(self.saved[0])
         autograd.grad = self._counted(self.saved[1])
 
     def __exit__(self, *exc: object) -> None:
-        self.torch.autograd.backward, self.torch.autograd.grad = self.saved
+        if self.torch is not None:
+            self.torch.autograd.backward, self.torch.autograd.grad = self.saved
 
     def _counted(self, original: Any) -> Any:
         def counted(*args: Any, **kwargs: Any) -> Any:

@@ -18,7 +18,7 @@ from nbformat import NotebookNode
 from grader.check import VariantRuns, run_checks
 from grader.config import Config
 from grader.course import CheckSpec, Exercise, exercise_for, find_exercises, load_check_spec
-from grader.errors import ConfigError, DeviceError, GraderError
+from grader.errors import ConfigError, DeviceError, GraderError, UnknownNotebookError
 from grader.execute import ExecutedNotebook, Limits, run_notebook
 from grader.extract import (
     CellStatus,
@@ -31,6 +31,7 @@ from grader.extract import (
 from grader.notebook import read_course_notebook
 from grader.prepare import Variant, prepare_submission, variants, with_parameters
 from grader.results import NotebookResult
+from grader.sandbox import ResourceLimits, detect_isolation
 
 GRADER_VERSION = version("autodiff-grader")
 
@@ -49,11 +50,15 @@ def check_notebooks(paths: list[Path], config: Config) -> list[NotebookResult]:
     """Grade each notebook in `paths` (folders are searched for `*.ipynb`)."""
     exercises = find_exercises(config)
     notebooks = expand_paths(paths)
-    matched = [(path, exercise_for(path, exercises)) for path in notebooks]
     device = resolve_device(config.device)
     courses: dict[str, _Course] = {}
     results = []
-    for path, exercise in matched:
+    for path in notebooks:
+        try:
+            exercise = exercise_for(path, exercises)
+        except UnknownNotebookError as error:
+            results.append(NotebookResult(path.stem, str(path), (), error=str(error)))
+            continue
         if exercise.name not in courses:
             courses[exercise.name] = _load_course(exercise)
         results.append(grade_notebook(path, courses[exercise.name], config, device))
@@ -101,7 +106,7 @@ def grade_notebook(path: Path, course: _Course, config: Config, device: str) -> 
     started = time.monotonic()
     name = course.exercise.name
     prepared = prepare_submission(path, course.pristine)
-    limits = Limits(config.cell_timeout, config.notebook_timeout)
+    limits = execution_limits(config)
     runs = []
     plan = variants(course.pristine, name, course.spec, device, config.hidden_seed)
     for variant in plan:
@@ -128,7 +133,19 @@ def grade_notebook(path: Path, course: _Course, config: Config, device: str) -> 
         notices=prepared.notices,
         seconds=time.monotonic() - started,
         device=device,
+        isolation=detect_isolation().description,
         seeds=tuple(int(v.parameters.get("seed", 0)) for v in plan),
+    )
+
+
+def execution_limits(config: Config) -> Limits:
+    """The limits of every notebook run, from the configuration."""
+    resources = ResourceLimits(memory_mb=config.memory_limit_mb, processes=config.process_limit)
+    return Limits(
+        cell_timeout=config.cell_timeout,
+        notebook_timeout=config.notebook_timeout,
+        output_kb=config.output_limit_kb,
+        resources=resources,
     )
 
 

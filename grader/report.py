@@ -13,7 +13,8 @@ from grader.results import CheckResult, NotebookResult, total_points, total_scor
 
 def render_text(results: list[NotebookResult]) -> str:
     """A readable table per notebook, and the total."""
-    blocks = [_notebook_text(result) for result in results]
+    blocks = [f"note: {warning}" for warning in isolation_warnings(results)]
+    blocks += [_notebook_text(result) for result in results]
     checks = [check for result in results for check in result.checks]
     blocks.append(
         f"TOTAL {_points(total_score(checks))}/{_points(total_points(checks))} points "
@@ -22,7 +23,15 @@ def render_text(results: list[NotebookResult]) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
+def isolation_warnings(results: list[NotebookResult]) -> list[str]:
+    """One line per distinct reason why kernels ran without the sandbox."""
+    reasons = sorted({r.isolation for r in results if r.isolation.startswith("not sandboxed")})
+    return [f"{reason}; notebooks ran with resource limits only" for reason in reasons]
+
+
 def _notebook_text(result: NotebookResult) -> str:
+    if result.error:
+        return f"{result.notebook}  ({result.path})\n  ERROR: {result.error}"
     seeds = ", ".join(str(seed) for seed in result.seeds)
     lines = [
         f"{result.notebook}  ({result.path})  {result.seconds:.1f} s on {result.device}, "
@@ -49,13 +58,27 @@ def _notebook_text(result: NotebookResult) -> str:
 def gradescope_results(results: list[NotebookResult], seconds: float) -> dict[str, Any]:
     """The run in Gradescope's autograder `results.json` schema."""
     checks = [check for result in results for check in result.checks]
-    notices = [f"{result.notebook}: {notice}" for result in results for notice in result.notices]
+    notices = isolation_warnings(results)
+    notices += [f"{result.path}: {result.error}" for result in results if result.error]
+    notices += [f"{result.notebook}: {notice}" for result in results for notice in result.notices]
     return {
         "score": total_score(checks),
         "max_score": total_points(checks),
         "execution_time": round(seconds, 3),
         "output": "\n".join(notices),
         "tests": [_gradescope_test(check) for check in checks],
+        "extra_data": {
+            "notebooks": [
+                {
+                    "notebook": result.notebook,
+                    "path": result.path,
+                    "device": result.device,
+                    "seeds": list(result.seeds),
+                    "isolation": result.isolation,
+                }
+                for result in results
+            ]
+        },
     }
 
 
@@ -86,9 +109,12 @@ def junit_xml(results: list[NotebookResult]) -> str:
             name=result.notebook,
             tests=str(len(result.checks)),
             failures=str(failures),
-            errors="0",
+            errors="1" if result.error else "0",
             time=f"{result.seconds:.3f}",
         )
+        if result.error:
+            case = ET.SubElement(suite, "testcase", classname=result.notebook, name="grading")
+            ET.SubElement(case, "error", message=result.error)
         for check in result.checks:
             case = ET.SubElement(
                 suite, "testcase", classname=f"{check.notebook}.{check.grade_id}", name=check.name

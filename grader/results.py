@@ -35,6 +35,9 @@ class NotebookResult:
     notices: tuple[str, ...] = ()
     seconds: float = 0.0
     device: str = "cpu"
+    isolation: str = ""
+    error: str = ""
+    """Why the grader could not grade this notebook at all (it then has no checks)."""
     seeds: tuple[int, ...] = field(default_factory=tuple)
 
     @property
@@ -54,6 +57,11 @@ def total_score(checks: tuple[CheckResult, ...] | list[CheckResult]) -> float:
 def total_points(checks: tuple[CheckResult, ...] | list[CheckResult]) -> float:
     """Points available in `checks`."""
     return sum(check.points for check in checks)
+
+
+def ungradable(results: list[NotebookResult]) -> list[NotebookResult]:
+    """The notebooks the grader could not grade (a name that matches no exercise)."""
+    return [result for result in results if result.error]
 
 
 def all_passed(results: list[NotebookResult]) -> bool:

@@ -1,0 +1,225 @@
+"""Confinement of the student's kernel: a bubblewrap sandbox where it works, limits always.
+
+Inside the sandbox the kernel has no network, a read-only view of the system and of the Python
+installation, a private writable working directory, and no view of anything else: not the course
+(`solutions/`, `checks/`), not other submissions, not the grader's output. It talks to the grader
+over Unix sockets in that directory (jupyter_client's IPC transport). Memory, file size and open
+files are bounded by rlimits; the number of processes and the total memory of everything the
+kernel starts are bounded by cgroups where they can be created, and every process left in them is
+killed when the run ends. Without bubblewrap, the limits still apply and the kernel gets a clean
+environment and a temporary working directory.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+CGROUP_V1 = Path("/sys/fs/cgroup")
+SYSTEM_PATHS = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"]
+SYSTEM_FILES = [
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/fonts",
+    "/etc/localtime",
+    "/etc/nsswitch.conf",
+    "/etc/passwd",
+    "/etc/group",
+]
+
+
+@dataclass(frozen=True)
+class ResourceLimits:
+    """What one kernel and everything it starts may use."""
+
+    memory_mb: int = 2048
+    processes: int = 64
+    file_mb: int = 256
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """How kernels are confined on this machine, as recorded in the results."""
+
+    sandboxed: bool
+    description: str
+
+
+@functools.cache
+def detect_isolation() -> Isolation:
+    """Whether bubblewrap can confine a process here (checked once per grader process)."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return Isolation(False, "not sandboxed: bubblewrap (bwrap) is not installed")
+    probe = [bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "true"]
+    try:
+        result = subprocess.run(probe, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return Isolation(False, f"not sandboxed: bubblewrap does not run here ({error})")
+    if result.returncode != 0:
+        reason = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "no reason"
+        return Isolation(False, f"not sandboxed: bubblewrap does not run here ({reason})")
+    return Isolation(True, "bubblewrap: no network, read-only system, private working directory")
+
+
+class KernelJail:
+    """The private directory, cgroups and launch command of one notebook run.
+
+    Use as a context manager; leaving it kills whatever is left in the run's cgroups and deletes
+    the directory.
+    """
+
+    def __init__(self, limits: ResourceLimits, isolation: Isolation) -> None:
+        self.limits = limits
+        self.isolation = isolation
+        self.directory = Path(tempfile.mkdtemp(prefix="grader-run-"))
+        self.cgroups = _create_cgroups(f"run-{uuid.uuid4().hex[:12]}", limits)
+
+    def __enter__(self) -> KernelJail:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.kill_everything()
+        for group in self.cgroups:
+            _remove_cgroup(group)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    @property
+    def connection_file(self) -> Path:
+        return self.directory / "kernel.json"
+
+    def kernel_argv(self) -> list[str]:
+        """The kernel's command line, with `{connection_file}` for jupyter_client to fill in."""
+        kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        if self.isolation.sandboxed:
+            kernel = self._bwrap_argv() + kernel
+        limits = self.limits
+        kernel = [
+            "prlimit",
+            f"--as={limits.memory_mb * 1024 * 1024}",
+            f"--fsize={limits.file_mb * 1024 * 1024}",
+            "--core=0",
+            "--nofile=1024",
+            "--",
+            *kernel,
+        ]
+        if self.cgroups:
+            joins = " && ".join(
+                f'echo $$ > "${index}"' for index in range(1, len(self.cgroups) + 1)
+            )
+            kernel = [
+                "/bin/sh",
+                "-c",
+                f'{joins} && shift {len(self.cgroups)} && exec "$@"',
+                "grader-jail",
+                *(str(group / "cgroup.procs") for group in self.cgroups),
+                *kernel,
+            ]
+        return kernel
+
+    def environment(self, threads: int) -> dict[str, str]:
+        """A clean environment for the kernel: nothing of the grader's leaks into it."""
+        home = str(self.directory)
+        return {
+            "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": home,
+            "LANG": "C.UTF-8",
+            "MPLBACKEND": "agg",
+            "MPLCONFIGDIR": f"{home}/.matplotlib",
+            "IPYTHONDIR": f"{home}/.ipython",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+            "OMP_NUM_THREADS": str(threads),
+            "MKL_NUM_THREADS": str(threads),
+        }
+
+    def ran_out_of_memory(self) -> bool:
+        """Whether the memory cgroup killed a process of this run."""
+        for group in self.cgroups:
+            control = group / "memory.oom_control"
+            if control.is_file():
+                for line in control.read_text().splitlines():
+                    name, _, value = line.partition(" ")
+                    if name == "oom_kill" and value.strip() not in ("", "0"):
+                        return True
+        return False
+
+    def kill_everything(self) -> None:
+        """SIGKILL every process still in the run's cgroups."""
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            pids = {pid for group in self.cgroups for pid in _cgroup_pids(group)}
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.02)
+
+    def _bwrap_argv(self) -> list[str]:
+        argv = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+        argv += ["--hostname", "sandbox", "--unsetenv", "JPY_PARENT_PID"]
+        for path in SYSTEM_PATHS:
+            if os.path.islink(path):
+                argv += ["--symlink", os.readlink(path), path]
+            elif os.path.isdir(path):
+                argv += ["--ro-bind", path, path]
+        for path in SYSTEM_FILES:
+            argv += ["--ro-bind-try", path, path]
+        argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        for prefix in sorted({sys.prefix, sys.base_prefix, sys.exec_prefix}):
+            argv += ["--ro-bind", prefix, prefix]
+        directory = str(self.directory)
+        return [*argv, "--bind", directory, directory, "--chdir", directory]
+
+
+def _create_cgroups(name: str, limits: ResourceLimits) -> list[Path]:
+    """A pids and a memory cgroup (v1) for one run, or none where they cannot be made."""
+    settings = {
+        "pids": {"pids.max": str(limits.processes)},
+        "memory": {"memory.limit_in_bytes": str(limits.memory_mb * 1024 * 1024)},
+    }
+    groups = []
+    for controller, values in settings.items():
+        group = CGROUP_V1 / controller / "grader" / name
+        try:
+            group.mkdir(parents=True)
+            for key, value in values.items():
+                (group / key).write_text(value)
+        except OSError:
+            _remove_cgroup(group)
+            continue
+        groups.append(group)
+    return groups
+
+
+def _cgroup_pids(group: Path) -> list[int]:
+    try:
+        return [int(line) for line in (group / "cgroup.procs").read_text().split()]
+    except OSError:
+        return []
+
+
+def _remove_cgroup(group: Path) -> None:
+    try:
+        group.rmdir()
+    except OSError:
+        pass
