@@ -14,8 +14,21 @@ def results() -> list[NotebookResult]:
         CheckResult("02_x", "gd_loop", "losses", 1, 0, FAILED, "`w_gd` is wrong"),
     )
     return [
-        NotebookResult("02_x", "sub/02_x.ipynb", checks, ("edits ignored",), 1.5, "cpu", (0, 9))
+        NotebookResult(
+            "02_x", "sub/02_x.ipynb", checks, notices=("edits ignored",), seconds=1.5, seeds=(0, 9)
+        )
     ]
+
+
+def test_missing_sandbox_is_said_once_and_recorded() -> None:
+    unsandboxed = [
+        NotebookResult(f"0{i}_x", "p", (), isolation="not sandboxed: bwrap is not installed")
+        for i in range(2)
+    ]
+    assert render_text(unsandboxed).count("not sandboxed") == 1
+    data = gradescope_results(unsandboxed, 1.0)
+    assert data["output"].count("not sandboxed") == 1
+    assert data["extra_data"]["notebooks"][0]["isolation"].startswith("not sandboxed")
 
 
 def test_gradescope_schema() -> None:
