@@ -9,6 +9,7 @@ holds in both.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from grader.extract import CaseResult, RunData
 from grader.results import FAILED, PASSED, CheckResult
 
 GRADE_MARKER = "grade"
+_PYTEST_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,19 @@ def describe_cell_failure(grade_id: str, status: str, ename: str, evalue: str) -
 def run_checks(notebook: str, checks_path: Path, runs: list[VariantRuns]) -> list[CheckResult]:
     """Run the checks module against every variant and merge the verdicts per check."""
     collector = _Collector(runs)
-    exit_code = pytest.main(
+    with _PYTEST_LOCK:  # pytest keeps global state: one session at a time per process
+        exit_code = _run_pytest(checks_path, collector)
+    if collector.broken or exit_code in (pytest.ExitCode.INTERNAL_ERROR, 4):
+        raise CourseError(
+            f"{checks_path}: the checks could not run: {collector.broken or exit_code}"
+        )
+    if not collector.verdicts:
+        raise CourseError(f"{checks_path}: no checks were collected")
+    return [_merge(notebook, key, verdicts, runs) for key, verdicts in collector.verdicts.items()]
+
+
+def _run_pytest(checks_path: Path, collector: _Collector) -> int | pytest.ExitCode:
+    return pytest.main(
         [
             str(checks_path),
             "-p", "no:cacheprovider",
@@ -107,13 +121,6 @@ def run_checks(notebook: str, checks_path: Path, runs: list[VariantRuns]) -> lis
         ],
         plugins=[collector],
     )  # fmt: skip
-    if collector.broken or exit_code in (pytest.ExitCode.INTERNAL_ERROR, 4):
-        raise CourseError(
-            f"{checks_path}: the checks could not run: {collector.broken or exit_code}"
-        )
-    if not collector.verdicts:
-        raise CourseError(f"{checks_path}: no checks were collected")
-    return [_merge(notebook, key, verdicts, runs) for key, verdicts in collector.verdicts.items()]
 
 
 @dataclass(frozen=True)

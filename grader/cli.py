@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--device", choices=["cpu", "cuda", "auto"], default=None)
     check.add_argument("--json", type=Path, help="write Gradescope results.json here")
     check.add_argument("--junit", type=Path, help="write JUnit XML here")
+    check.add_argument(
+        "--workers", type=int, default=None, help="notebooks graded at once (default: cores)"
+    )
     check.add_argument("--cell-timeout", type=float, default=None, help="seconds per cell")
     check.add_argument("--notebook-timeout", type=float, default=None, help="seconds per run")
     check.set_defaults(command=_check)
@@ -73,7 +76,9 @@ def _check(args: argparse.Namespace, config: Config) -> int:
 
     started = time.monotonic()
     paths = args.paths or [config.path(config.exercises_dir)]
-    results = check_notebooks(paths, config)
+    if args.workers is not None and args.workers < 1:
+        raise GraderError("--workers must be at least 1")
+    results = check_notebooks(paths, config, args.workers)
     print(render_text(results), end="")
     if args.json:
         write_json(args.json, gradescope_results(results, time.monotonic() - started))

@@ -11,11 +11,8 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
-from subprocess import DEVNULL
 from typing import Any
 
-from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
-from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
@@ -23,6 +20,7 @@ from nbformat.v4 import new_code_cell, new_output
 
 from grader.extract import MAX_PAYLOAD_CHARS, MIME_TYPE
 from grader.notebook import grade_id
+from grader.pool import KernelPool, WarmKernel, discard
 from grader.sandbox import Isolation, KernelJail, ResourceLimits, detect_isolation
 
 
@@ -74,17 +72,6 @@ class _FatalCell(Exception):
         self.status = status
 
 
-class _FixedKernelSpecs(KernelSpecManager):
-    """Hands out exactly one kernel spec: the jailed command of this run."""
-
-    def __init__(self, argv: list[str]) -> None:
-        super().__init__()
-        self.argv = argv
-
-    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
-        return KernelSpec(argv=self.argv, display_name="grader", language="python")
-
-
 class _BoundedClient(NotebookClient):
     """An nbclient that keeps at most `output_limit` bytes of output per cell."""
 
@@ -105,72 +92,70 @@ class _BoundedClient(NotebookClient):
         return result
 
 
-def run_notebook(nb: NotebookNode, probes: list[str], limits: Limits) -> ExecutedNotebook:
-    """Execute every code cell of `nb`, then the `probes`, in a fresh confined kernel."""
+def run_notebook(
+    nb: NotebookNode, probes: list[str], limits: Limits, pool: KernelPool | None = None
+) -> ExecutedNotebook:
+    """Execute every code cell of `nb`, then the `probes`, in a fresh confined kernel.
+
+    Kernels come from `pool` (warm ones, in a batch), or are launched for this run.
+    """
     started = time.monotonic()
     deadline = started + limits.notebook_timeout
     skipped: dict[int, str] = {}
     work = copy.deepcopy(nb)
     notebook_cells = len(work.cells)
     work.cells.extend(new_code_cell(source) for source in probes)
-    isolation = detect_isolation()
+    kernels = pool or KernelPool(limits.resources, limits.threads, ahead=0)
     while True:
+        kernel = kernels.take()
         try:
-            cells, probe_outcomes = _attempt(work, notebook_cells, limits, deadline, skipped)
+            cells, probe_outcomes = _attempt(
+                work, notebook_cells, kernel, limits, deadline, skipped
+            )
             break
         except _FatalCell as fatal:
             skipped[fatal.index] = fatal.status
+        finally:
+            discard(kernel)
     seconds = time.monotonic() - started
-    return ExecutedNotebook(tuple(cells), tuple(probe_outcomes), seconds, isolation)
+    return ExecutedNotebook(tuple(cells), tuple(probe_outcomes), seconds, detect_isolation())
 
 
 def _attempt(
     nb: NotebookNode,
     notebook_cells: int,
+    kernel: WarmKernel,
     limits: Limits,
     deadline: float,
     skipped: dict[int, str],
 ) -> tuple[list[CellOutcome], list[ProbeOutcome]]:
-    with KernelJail(limits.resources, detect_isolation()) as jail:
-        client = _client(nb, jail, limits)
-        outcomes: list[CellOutcome] = []
-        # cleanup_kc: nbclient leaves a kernel it did not create running unless told otherwise.
-        with client.setup_kernel(
-            cleanup_kc=True,
-            env=jail.environment(limits.threads),
-            cwd=str(jail.directory),
-            stdout=DEVNULL,
-            stderr=DEVNULL,
-        ):
-            for index, cell in enumerate(nb.cells[:notebook_cells]):
-                if cell.cell_type != "code":
-                    continue
-                outcomes.append(_cell_outcome(client, jail, cell, index, limits, deadline, skipped))
-            client.output_limit = MAX_PAYLOAD_CHARS + 1024
-            probe_outcomes = [
-                _run_probe(client, index, limits.probe_timeout)
-                for index in range(notebook_cells, len(nb.cells))
-            ]
+    client = _client(nb, kernel, limits)
+    outcomes: list[CellOutcome] = []
+    # cleanup_kc: nbclient leaves a kernel it did not create running unless told otherwise.
+    with client.setup_kernel(cleanup_kc=True):
+        for index, cell in enumerate(nb.cells[:notebook_cells]):
+            if cell.cell_type != "code":
+                continue
+            outcomes.append(
+                _cell_outcome(client, kernel.jail, cell, index, limits, deadline, skipped)
+            )
+        client.output_limit = MAX_PAYLOAD_CHARS + 1024
+        probe_outcomes = [
+            _run_probe(client, index, limits.probe_timeout)
+            for index in range(notebook_cells, len(nb.cells))
+        ]
     return outcomes, probe_outcomes
 
 
-def _client(nb: NotebookNode, jail: KernelJail, limits: Limits) -> _BoundedClient:
-    # The asynchronous manager: with a blocking one, nbclient's IOPub waits ignore every timeout.
-    manager = AsyncKernelManager(
-        kernel_name="grader",
-        kernel_spec_manager=_FixedKernelSpecs(jail.kernel_argv()),
-        transport="ipc",
-        connection_file=str(jail.connection_file),
-    )
+def _client(nb: NotebookNode, kernel: WarmKernel, limits: Limits) -> _BoundedClient:
     client = _BoundedClient(
         nb,
-        km=manager,
+        km=kernel.manager,
         allow_errors=True,
         interrupt_on_timeout=False,
         shutdown_kernel="immediate",
         startup_timeout=60,
-        extra_arguments=["--HistoryManager.enabled=False"],
-        resources={"metadata": {"path": str(jail.directory)}},
+        resources={"metadata": {"path": str(kernel.jail.directory)}},
     )
     client.output_limit = limits.output_kb * 1024
     return client

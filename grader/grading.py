@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -29,11 +32,19 @@ from grader.extract import (
     values_request,
 )
 from grader.notebook import read_course_notebook
-from grader.prepare import Variant, prepare_submission, variants, with_parameters
+from grader.pool import KernelPool
+from grader.prepare import (
+    PreparedNotebook,
+    Variant,
+    prepare_submission,
+    variants,
+    with_parameters,
+)
 from grader.results import NotebookResult
 from grader.sandbox import ResourceLimits, detect_isolation
 
 GRADER_VERSION = version("autodiff-grader")
+_REFERENCE_LOCKS: dict[str, threading.Lock] = {}
 
 
 @dataclass(frozen=True)
@@ -46,23 +57,71 @@ class _Course:
     spec: CheckSpec
 
 
-def check_notebooks(paths: list[Path], config: Config) -> list[NotebookResult]:
-    """Grade each notebook in `paths` (folders are searched for `*.ipynb`)."""
-    exercises = find_exercises(config)
-    notebooks = expand_paths(paths)
+@dataclass(frozen=True)
+class _Session:
+    """What every notebook of one grading run shares."""
+
+    config: Config
+    device: str
+    limits: Limits
+    pool: KernelPool
+
+
+def check_notebooks(
+    paths: list[Path], config: Config, workers: int | None = None
+) -> list[NotebookResult]:
+    """Grade each notebook in `paths` (folders are searched for `*.ipynb`), in order.
+
+    `workers` notebooks are graded at once (default: one per core), each worker with its own
+    pool of warm kernels.
+    """
+    jobs = _match(expand_paths(paths), find_exercises(config))
+    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    limits = execution_limits(config, workers)
     device = resolve_device(config.device)
+    pending = deque(enumerate(jobs))
+    results: dict[int, NotebookResult] = {}
+
+    def work() -> None:
+        with KernelPool(limits.resources, limits.threads) as pool:
+            session = _Session(config, device, limits, pool)
+            while pending:
+                try:
+                    index, (path, course) = pending.popleft()
+                except IndexError:
+                    return
+                results[index] = _grade_job(path, course, session)
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grader") as executor:
+        for future in [executor.submit(work) for _ in range(workers)]:
+            future.result()
+    return [results[index] for index in range(len(jobs))]
+
+
+def _match(
+    notebooks: list[Path], exercises: dict[str, Exercise]
+) -> list[tuple[Path, _Course | UnknownNotebookError]]:
+    """Each notebook with its exercise, loaded once per exercise, or why it has none."""
     courses: dict[str, _Course] = {}
-    results = []
+    jobs: list[tuple[Path, _Course | UnknownNotebookError]] = []
     for path in notebooks:
         try:
             exercise = exercise_for(path, exercises)
         except UnknownNotebookError as error:
-            results.append(NotebookResult(path.stem, str(path), (), error=str(error)))
+            jobs.append((path, error))
             continue
         if exercise.name not in courses:
             courses[exercise.name] = _load_course(exercise)
-        results.append(grade_notebook(path, courses[exercise.name], config, device))
-    return results
+        jobs.append((path, courses[exercise.name]))
+    return jobs
+
+
+def _grade_job(
+    path: Path, course: _Course | UnknownNotebookError, session: _Session
+) -> NotebookResult:
+    if isinstance(course, UnknownNotebookError):
+        return NotebookResult(path.stem, str(path), (), error=str(course))
+    return grade_notebook(path, course, session)
 
 
 def expand_paths(paths: list[Path]) -> list[Path]:
@@ -101,30 +160,13 @@ def _load_course(exercise: Exercise) -> _Course:
     )
 
 
-def grade_notebook(path: Path, course: _Course, config: Config, device: str) -> NotebookResult:
+def grade_notebook(path: Path, course: _Course, session: _Session) -> NotebookResult:
     """Grade one submitted notebook against its exercise."""
     started = time.monotonic()
     name = course.exercise.name
     prepared = prepare_submission(path, course.pristine)
-    limits = execution_limits(config)
-    runs = []
-    plan = variants(course.pristine, name, course.spec, device, config.hidden_seed)
-    for variant in plan:
-        calls = _calls(course.spec, variant)
-        probes = probe_sources(
-            [values_request(list(course.spec.values))] + [call_request(call) for call in calls]
-        )
-        if prepared.unreadable:
-            student = _unrun(variant, prepared.notebook, prepared.unreadable)
-        else:
-            executed = run_notebook(
-                with_parameters(prepared.notebook, variant.parameters), probes, limits
-            )
-            student = _collect(variant, executed_record(executed), course.spec, calls)
-        reference = _collect(
-            variant, _reference_record(course, variant, probes, limits, config), course.spec, calls
-        )
-        runs.append(VariantRuns(variant.label, student, reference))
+    plan = variants(course.pristine, name, course.spec, session.device, session.config.hidden_seed)
+    runs = [_variant_runs(prepared, course, variant, session) for variant in plan]
     checks = run_checks(name, course.exercise.checks_path, runs)
     return NotebookResult(
         notebook=name,
@@ -132,20 +174,42 @@ def grade_notebook(path: Path, course: _Course, config: Config, device: str) -> 
         checks=tuple(checks),
         notices=prepared.notices,
         seconds=time.monotonic() - started,
-        device=device,
+        device=session.device,
         isolation=detect_isolation().description,
         seeds=tuple(int(v.parameters.get("seed", 0)) for v in plan),
     )
 
 
-def execution_limits(config: Config) -> Limits:
-    """The limits of every notebook run, from the configuration."""
+def _variant_runs(
+    prepared: PreparedNotebook, course: _Course, variant: Variant, session: _Session
+) -> VariantRuns:
+    """The student's and the reference's runs under one variant, decoded."""
+    calls = _calls(course.spec, variant)
+    requests = [values_request(list(course.spec.values))] + [call_request(c) for c in calls]
+    probes = probe_sources(requests)
+    if prepared.unreadable:
+        student = _unrun(variant, prepared.notebook, prepared.unreadable)
+    else:
+        nb = with_parameters(prepared.notebook, variant.parameters)
+        executed = run_notebook(nb, probes, session.limits, session.pool)
+        student = _collect(variant, executed_record(executed), course.spec, calls)
+    record = _reference_record(course, variant, probes, session)
+    return VariantRuns(variant.label, student, _collect(variant, record, course.spec, calls))
+
+
+def execution_limits(config: Config, workers: int = 1) -> Limits:
+    """The limits of every notebook run, from the configuration.
+
+    Each kernel gets an equal share of the cores for torch's intra-op threads, so that parallel
+    workers do not oversubscribe the machine.
+    """
     resources = ResourceLimits(memory_mb=config.memory_limit_mb, processes=config.process_limit)
     return Limits(
         cell_timeout=config.cell_timeout,
         notebook_timeout=config.notebook_timeout,
         output_kb=config.output_limit_kb,
         resources=resources,
+        threads=max(1, (os.cpu_count() or 1) // workers),
     )
 
 
@@ -183,7 +247,7 @@ def _unrun(variant: Variant, nb: NotebookNode, reason: str) -> RunData:
 
 
 def _reference_record(
-    course: _Course, variant: Variant, probes: list[str], limits: Limits, config: Config
+    course: _Course, variant: Variant, probes: list[str], session: _Session
 ) -> dict[str, Any]:
     key = hashlib.sha256(
         json.dumps(
@@ -197,14 +261,15 @@ def _reference_record(
             sort_keys=True,
         ).encode()
     ).hexdigest()
-    cache = config.path(config.cache_dir) / "references" / f"{key}.json"
-    if cache.is_file():
-        record: dict[str, Any] = json.loads(cache.read_text(encoding="utf-8"))
-        return record
-    nb = with_parameters(course.solution, variant.parameters)
-    record = executed_record(run_notebook(nb, probes, limits))
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    partial = cache.with_suffix(f".{os.getpid()}.tmp")
-    partial.write_text(json.dumps(record), encoding="utf-8")
-    partial.replace(cache)
+    cache = session.config.path(session.config.cache_dir) / "references" / f"{key}.json"
+    with _REFERENCE_LOCKS.setdefault(key, threading.Lock()):  # one worker computes, others wait
+        if cache.is_file():
+            record: dict[str, Any] = json.loads(cache.read_text(encoding="utf-8"))
+            return record
+        nb = with_parameters(course.solution, variant.parameters)
+        record = executed_record(run_notebook(nb, probes, session.limits, session.pool))
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        partial.write_text(json.dumps(record), encoding="utf-8")
+        partial.replace(cache)
     return record

@@ -13,6 +13,7 @@ environment and a temporary working directory.
 from __future__ import annotations
 
 import functools
+import glob
 import os
 import shutil
 import signal
@@ -24,6 +25,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 
 CGROUP_V1 = Path("/sys/fs/cgroup")
 SYSTEM_PATHS = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"]
@@ -95,6 +98,10 @@ class KernelJail:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Kill whatever is left of the run and delete its cgroups and directory."""
         self.kill_everything()
         for group in self.cgroups:
             _remove_cgroup(group)
@@ -103,6 +110,10 @@ class KernelJail:
     @property
     def connection_file(self) -> Path:
         return self.directory / "kernel.json"
+
+    def kernel_specs(self) -> KernelSpecManager:
+        """A kernelspec manager that hands out this jail's kernel command, whatever is asked."""
+        return _FixedKernelSpecs(self.kernel_argv())
 
     def kernel_argv(self) -> list[str]:
         """The kernel's command line, with `{connection_file}` for jupyter_client to fill in."""
@@ -185,10 +196,21 @@ class KernelJail:
         for path in SYSTEM_FILES:
             argv += ["--ro-bind-try", path, path]
         argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        for device in sorted(glob.glob("/dev/nvidia*")):  # CUDA runs need the GPU's devices
+            argv += ["--dev-bind", device, device]
         for prefix in sorted({sys.prefix, sys.base_prefix, sys.exec_prefix}):
             argv += ["--ro-bind", prefix, prefix]
         directory = str(self.directory)
         return [*argv, "--bind", directory, directory, "--chdir", directory]
+
+
+class _FixedKernelSpecs(KernelSpecManager):
+    def __init__(self, argv: list[str]) -> None:
+        super().__init__()
+        self.argv = argv
+
+    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+        return KernelSpec(argv=self.argv, display_name="grader", language="python")
 
 
 def _create_cgroups(name: str, limits: ResourceLimits) -> list[Path]:
