@@ -1,0 +1,253 @@
+"""Throughput benchmark: `grader check` on a synthetic class, against nbconvert and the floor.
+
+    .venv/bin/python bench/run.py [--submissions N] [--notebooks 02_linear_regression_numpy,...]
+                                  [--workers W]
+
+Builds N submissions from the solution notebooks, then measures, in one run:
+
+- our `grader check` of the whole class (both variant runs of every notebook), wall time and
+  peak memory (the grader's process and, sampled, the grader with all its kernels);
+- serial `jupyter nbconvert --execute` of the same notebooks, once each;
+- the compute floor: the notebooks' code cells run in already warm interpreters (torch, numpy
+  and matplotlib imported), twice per submission as the grader does, split over the cores;
+- a single-notebook `grader check` against that notebook run twice as a plain `python` script;
+
+and prints the ratios. It is not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+DEFAULT_NOTEBOOKS = "02_linear_regression_numpy,05_nonlinear_regression"
+
+
+def build_class(folder: Path, notebooks: list[str], submissions: int) -> list[Path]:
+    """`submissions` student folders, each with a copy of every solution notebook."""
+    students = []
+    for index in range(submissions):
+        student = folder / f"student{index:03d}"
+        student.mkdir(parents=True)
+        for name in notebooks:
+            shutil.copy(ROOT / "solutions" / f"{name}.ipynb", student / f"{name}.ipynb")
+        students.append(student)
+    return students
+
+
+def _tree_rss_kb(pid: int) -> int:
+    """Resident memory of a process and all its descendants, in KiB."""
+    total, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        total += next(
+            (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS")), 0
+        )
+        stack.extend(int(child) for child in children)
+    return total
+
+
+def run_measured(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int, int]:
+    """Wall seconds, peak RSS of the process (KiB) and sampled peak RSS of its tree (KiB)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    own_peak = tree_peak = 0
+    while process.poll() is None:
+        try:
+            status = Path(f"/proc/{process.pid}/status").read_text()
+            own_peak = max(
+                own_peak,
+                next(int(s.split()[1]) for s in status.splitlines() if s.startswith("VmHWM")),
+            )
+        except (OSError, StopIteration):
+            pass
+        tree_peak = max(tree_peak, _tree_rss_kb(process.pid))
+        time.sleep(0.05)
+    return time.perf_counter() - started, own_peak, tree_peak
+
+
+def _code_cells(path: Path, parameters: dict[str, object] | None) -> list[str]:
+    from grader.notebook import is_parameters, render_parameters
+
+    nb = nbformat.read(path, as_version=4)
+    return [
+        render_parameters(parameters)
+        if parameters is not None and is_parameters(cell)
+        else cell.source
+        for cell in nb.cells
+        if cell.cell_type == "code"
+    ]
+
+
+def _floor_worker(
+    jobs: list[tuple[str, dict[str, object]]], threads: int, queue: multiprocessing.Queue
+) -> None:
+    os.environ["MPLBACKEND"] = "agg"
+    import matplotlib.pyplot as plt
+    import numpy  # noqa: F401
+    import torch
+
+    torch.set_num_threads(threads)
+    cells = [(_code_cells(Path(path), parameters)) for path, parameters in jobs]
+    started = time.perf_counter()
+    for sources in cells:
+        namespace: dict[str, object] = {"__name__": "__main__"}
+        for source in sources:
+            exec(compile(source, "<cell>", "exec"), namespace)
+        plt.close("all")
+    queue.put(time.perf_counter() - started)
+
+
+def compute_floor(notebook_paths: list[Path], workers: int) -> float:
+    """Wall seconds of the notebooks' code, twice each, in warm interpreters over `workers`."""
+    from grader.config import load_config
+    from grader.course import find_exercises, load_check_spec
+    from grader.notebook import read_course_notebook
+    from grader.prepare import variants
+
+    config = load_config(ROOT)
+    exercises = find_exercises(config)
+    jobs = []
+    for path in notebook_paths:
+        exercise = exercises[path.stem]
+        pristine = read_course_notebook(exercise.exercise_path)
+        plan = variants(pristine, path.stem, load_check_spec(exercise), "cpu", config.hidden_seed)
+        jobs.extend((str(path), variant.parameters) for variant in plan)
+    queue: multiprocessing.Queue = multiprocessing.Queue()
+    shares = [jobs[index::workers] for index in range(workers)]
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    processes = [
+        multiprocessing.Process(target=_floor_worker, args=(share, threads, queue))
+        for share in shares
+    ]
+    for process in processes:
+        process.start()
+    seconds = [queue.get() for _ in processes]
+    for process in processes:
+        process.join()
+    return max(seconds)
+
+
+def script_seconds(notebook: Path, folder: Path) -> float:
+    """Wall seconds of the notebook as a plain `python` script (imports included)."""
+    script = folder / f"{notebook.stem}.py"
+    script.write_text("\n\n".join(_code_cells(notebook, None)), encoding="utf-8")
+    env = {**os.environ, "MPLBACKEND": "agg"}
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, str(script)], check=True, env=env, cwd=folder, stdout=subprocess.DEVNULL
+    )
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--submissions", type=int, default=6)
+    parser.add_argument("--notebooks", default=DEFAULT_NOTEBOOKS)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    notebooks = args.notebooks.split(",")
+    work = Path(tempfile.mkdtemp(prefix="grader-bench-"))
+    env = {**os.environ, "MPLBACKEND": "agg"}
+    try:
+        students = build_class(work / "class", notebooks, args.submissions)
+        paths = [student / f"{name}.ipynb" for student in students for name in notebooks]
+        executions = 2 * len(paths)
+        cache = ["--course", str(ROOT)]
+        print(
+            f"class: {args.submissions} submissions x {len(notebooks)} notebooks, "
+            f"{args.workers} workers, {os.cpu_count()} cores, {executions} notebook executions"
+        )
+        # References once, so that every timing below sees the same warm cache.
+        subprocess.run(
+            [
+                str(BIN / "grader"),
+                *cache,
+                "check",
+                *map(str, students[0].glob("*.ipynb")),
+                "--workers",
+                "1",
+            ],
+            check=False,
+            stdout=subprocess.DEVNULL,
+        )
+        grader_argv = [
+            str(BIN / "grader"),
+            *cache,
+            "check",
+            *map(str, students),
+            "--workers",
+            str(args.workers),
+            "--json",
+            str(work / "results.json"),
+        ]
+        ours, own_peak, tree_peak = run_measured(grader_argv, env)
+        score = json.loads((work / "results.json").read_text())
+        points = f"{score['score']:g}/{score['max_score']:g}"
+        print(f"grader check (both variants):   {ours:8.1f} s   score {points}")
+        print(
+            f"  peak RSS: grader process {own_peak / 1024:.0f} MiB; grader + kernels "
+            f"{tree_peak / 1024:.0f} MiB = {tree_peak / 1024 / args.workers:.0f} MiB per worker"
+        )
+        started = time.perf_counter()
+        for path in paths:
+            subprocess.run(
+                [
+                    str(BIN / "jupyter"),
+                    "nbconvert",
+                    "--to",
+                    "notebook",
+                    "--execute",
+                    str(path),
+                    "--output-dir",
+                    str(work / "nbconvert"),
+                    "--output",
+                    f"{path.parent.name}-{path.stem}",
+                ],
+                check=True,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        nbconvert = time.perf_counter() - started
+        print(f"nbconvert --execute, serial, once each: {nbconvert:8.1f} s")
+        floor = compute_floor(paths, args.workers)
+        print(f"compute floor (warm, twice each, {args.workers} processes): {floor:8.1f} s")
+        print(
+            f"overhead per notebook execution: {(ours - floor) * args.workers / executions:6.2f} s"
+        )
+        print(f"ratio grader / floor:     {ours / floor:6.2f}  (target <= 1.5)")
+        print(f"ratio grader / nbconvert: {ours / nbconvert:6.2f}  (target <= 0.5)")
+        for name in notebooks:
+            single = students[0] / f"{name}.ipynb"
+            one, _, _ = run_measured([str(BIN / "grader"), *cache, "check", str(single)], env)
+            plain = script_seconds(single, work)
+            print(
+                f"single `grader check` {name}: {one:5.1f} s; plain script x2 {2 * plain:5.1f} s; "
+                f"ratio {one / (2 * plain):5.2f} (target <= 1.3)"
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
