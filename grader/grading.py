@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from jupyter_core.utils import ensure_event_loop
 from nbformat import NotebookNode
 
 from grader.check import VariantRuns, run_checks
@@ -83,14 +84,17 @@ def check_notebooks(
     results: dict[int, NotebookResult] = {}
 
     def work() -> None:
-        with KernelPool(limits.resources, limits.threads) as pool:
-            session = _Session(config, device, limits, pool)
-            while pending:
-                try:
-                    index, (path, course) = pending.popleft()
-                except IndexError:
-                    return
-                results[index] = _grade_job(path, course, session)
+        try:
+            with KernelPool(limits.resources, limits.threads) as pool:
+                session = _Session(config, device, limits, pool)
+                while pending:
+                    try:
+                        index, (path, course) = pending.popleft()
+                    except IndexError:
+                        return
+                    results[index] = _grade_job(path, course, session)
+        finally:
+            ensure_event_loop().close()  # the loop jupyter_client made for this thread
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grader") as executor:
         for future in [executor.submit(work) for _ in range(workers)]:
