@@ -54,7 +54,11 @@ def _tree_rss_kb(pid: int) -> int:
         current = stack.pop()
         try:
             status = Path(f"/proc/{current}/status").read_text()
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+            children = [
+                child
+                for task in Path(f"/proc/{current}/task").iterdir()
+                for child in (task / "children").read_text().split()
+            ]
         except OSError:
             continue
         total += next(
@@ -100,6 +104,7 @@ def _floor_worker(
     jobs: list[tuple[str, dict[str, object]]], threads: int, queue: multiprocessing.Queue
 ) -> None:
     os.environ["MPLBACKEND"] = "agg"
+    sys.stdout = open(os.devnull, "w")
     import matplotlib.pyplot as plt
     import numpy  # noqa: F401
     import torch

@@ -29,7 +29,7 @@ def calls(parameters: dict[str, Any], rng: np.random.Generator) -> list[Call]:
     for shape in [(8, 1), (5,), (3, 4), (1, 1)]:
         yhat = torch.tensor(rng.normal(size=shape), dtype=torch.float32, requires_grad=True)
         cases.append((yhat, torch.tensor(rng.normal(size=shape), dtype=torch.float32)))
-    return [Call("mse_cost", cases)]
+    return [Call("mse_cost", cases, forbidden=("torch.nn.functional.mse_loss",))]
 
 
 def _costs(student) -> list[tuple[Any, Any, Any]]:
@@ -38,6 +38,11 @@ def _costs(student) -> list[tuple[Any, Any, Any]]:
         yhat, y = case.args
         if case.error:
             raise CheckFailed(f"mse_cost(yhat, y) raised {case.error} for shape {tuple(y.shape)}")
+        if case.forbidden_calls:
+            raise CheckFailed(
+                "mse_cost calls torch's own MSE (nn.MSELoss or F.mse_loss): write the mean of the "
+                "squared differences yourself"
+            )
         results.append((yhat, y, case.output))
     return results
 

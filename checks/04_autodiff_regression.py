@@ -85,7 +85,7 @@ def test_manual_gradients_match_autograd(student):
 def test_manual_gradients_do_not_use_autograd(student):
     for case in student.cases("manual_mse_gradients"):
         _pair(case)
-        if case.autograd_calls:
+        if case.forbidden_calls:
             raise CheckFailed(
                 "manual_mse_gradients called autograd (.backward() or torch.autograd.grad): "
                 "derive the gradients by hand"

@@ -56,7 +56,7 @@ def _outputs(student) -> list[tuple[torch.Tensor, torch.Tensor]]:
         (x,) = case.args
         if case.error:
             raise CheckFailed(f"f_prime(x) raised {case.error} for x of shape {tuple(x.shape)}")
-        if case.autograd_calls:
+        if case.forbidden_calls:
             raise CheckFailed("f_prime used autograd: write the analytic derivative instead")
         pairs.append((x, as_tensor(case.output, "f_prime(x)", tuple(x.shape))))
     return pairs

@@ -13,7 +13,22 @@ from typing import Any
 import numpy as np
 import torch
 
+from grader.check import CheckFailed
 from grader.extract import ModuleState, Unsupported
+
+__all__ = [
+    "CheckFailed",
+    "as_float_list",
+    "as_tensor",
+    "assert_close",
+    "assert_decreasing",
+    "assert_finite",
+    "assert_length",
+    "assert_same_history",
+    "fmt",
+    "module_state",
+    "tolerance",
+]
 
 # Factors that point at a classic mistake, and how to name them.
 _TELLING_FACTORS = {
@@ -25,10 +40,6 @@ _TELLING_FACTORS = {
     -2.0: "-2",
     -0.5: "-1/2",
 }
-
-
-class CheckFailed(AssertionError):
-    """A check that did not hold; the message is for the student."""
 
 
 def tolerance(

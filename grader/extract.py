@@ -21,6 +21,8 @@ from typing import Any
 MIME_TYPE = "application/vnd.grader.payload.v1"
 MAX_PAYLOAD_CHARS = 64 * 1024 * 1024
 MAX_DEPTH = 16
+MAX_ARRAY_BYTES = 16 * 1024 * 1024
+AUTOGRAD = ("torch.autograd.backward", "torch.autograd.grad")
 # dtype name -> (numpy name, bytes per item)
 DTYPES = {
     "float16": ("float16", 2),
@@ -69,12 +71,15 @@ class Call:
 
     Each case is a tuple of positional arguments; `globals_per_case`, when given, are
     notebook-level variables set before each call (and restored after), for functions that read
-    the notebook's state (like `gradient(x, y)` reading `w` and `b`).
+    the notebook's state (like `gradient(x, y)` reading `w` and `b`). Calls of the `forbidden`
+    functions (dotted names) during a case are counted: a gradient "derived by hand" must not
+    call autograd, a hand-written loss must not call the library's.
     """
 
     function: str
     cases: list[tuple[Any, ...]]
     globals_per_case: list[dict[str, Any]] = field(default_factory=list)
+    forbidden: tuple[str, ...] = AUTOGRAD
 
 
 @dataclass(frozen=True)
@@ -85,7 +90,7 @@ class CaseResult:
     globals: dict[str, Any]
     output: Any = None
     error: str | None = None
-    autograd_calls: int = 0
+    forbidden_calls: int = 0
 
 
 # ----------------------------------------------------------------------------- encoding
@@ -121,6 +126,8 @@ def _encode_array_like(value: Any) -> Any:
         if dtype not in DTYPES:
             return {"__unsupported__": f"tensor of {dtype}"}
         fields = _array_fields(tensor.contiguous().numpy(), dtype)
+        if "too_large" in fields:
+            return {"__unsupported__": f"tensor of {fields['too_large']} bytes (too large)"}
         return {"__tensor__": {**fields, "requires_grad": bool(value.requires_grad)}}
     if torch is not None and isinstance(value, torch.nn.Module):
         state = {key: encode(item) for key, item in value.state_dict().items()}
@@ -129,13 +136,18 @@ def _encode_array_like(value: Any) -> Any:
         dtype = str(value.dtype)
         if dtype not in DTYPES or dtype == "bfloat16":
             return {"__unsupported__": f"array of {dtype}"}
-        return {"__ndarray__": _array_fields(np.ascontiguousarray(value), dtype)}
+        fields = _array_fields(np.ascontiguousarray(value), dtype)
+        if "too_large" in fields:
+            return {"__unsupported__": f"array of {fields['too_large']} bytes (too large)"}
+        return {"__ndarray__": fields}
     if isinstance(value, np.generic):
         return encode(value.item())
     return {"__unsupported__": type(value).__name__}
 
 
 def _array_fields(array: Any, dtype: str) -> dict[str, Any]:
+    if array.nbytes > MAX_ARRAY_BYTES:
+        return {"dtype": dtype, "shape": list(array.shape), "too_large": array.nbytes}
     little = array.astype(array.dtype.newbyteorder("<"), copy=False)
     data = base64.b64encode(little.tobytes()).decode("ascii")
     return {"dtype": dtype, "shape": list(array.shape), "data": data}
@@ -243,7 +255,8 @@ def call_request(call: Call) -> str:
         }
         for i, args in enumerate(call.cases)
     ]
-    return json.dumps({"call": {"function": call.function, "cases": cases}})
+    request = {"function": call.function, "cases": cases, "forbidden": list(call.forbidden)}
+    return json.dumps({"call": request})
 
 
 def probe_sources(requests: list[str]) -> list[str]:
@@ -295,15 +308,19 @@ def _call_cases(call: dict[str, Any], namespace: dict[str, Any]) -> Any:
     function = namespace.get(call["function"])
     if not callable(function):
         return {"__dict__": {"missing": True}}
-    return {"__dict__": {"cases": [_call_one(function, case, namespace) for case in call["cases"]]}}
+    forbidden = call.get("forbidden", [])
+    cases = [_call_one(function, case, namespace, forbidden) for case in call["cases"]]
+    return {"__dict__": {"cases": cases}}
 
 
-def _call_one(function: Any, case: dict[str, Any], namespace: dict[str, Any]) -> Any:
+def _call_one(
+    function: Any, case: dict[str, Any], namespace: dict[str, Any], forbidden: list[str]
+) -> Any:
     args = [_kernel_argument(arg) for arg in decode(case["args"])]
     overrides = decode(case["globals"])
     saved = {name: namespace[name] for name in overrides if name in namespace}
     namespace.update(overrides)
-    counter = _AutogradCounter(_torch_if_loaded())
+    counter = _CallCounter(forbidden)
     try:
         with counter:
             output = function(*args)
@@ -314,7 +331,7 @@ def _call_one(function: Any, case: dict[str, Any], namespace: dict[str, Any]) ->
         for name in overrides:
             namespace.pop(name, None)
         namespace.update(saved)
-    result["autograd_calls"] = counter.calls
+    result["forbidden_calls"] = counter.calls
     return {"__dict__": result}
 
 
@@ -331,24 +348,33 @@ def _kernel_argument(value: Any) -> Any:
     return value
 
 
-class _AutogradCounter:
-    """Counts calls of torch.autograd.backward/grad while a student function runs."""
+class _CallCounter:
+    """Counts calls of the named functions (`module.path.function`) while it is entered.
 
-    def __init__(self, torch: Any) -> None:
-        self.torch = torch
+    Only functions of modules already imported are watched: the student's code cannot have
+    called the others.
+    """
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
         self.calls = 0
+        self.saved: list[tuple[Any, str, Any]] = []
 
     def __enter__(self) -> None:
-        if self.torch is None:
-            return
-        autograd = self.torch.autograd
-        self.saved = (autograd.backward, autograd.grad)
-        autograd.backward = self._counted(self.saved[0])
-        autograd.grad = self._counted(self.saved[1])
+        import sys
+
+        for name in self.names:
+            owner_name, _, attribute = name.rpartition(".")
+            owner = sys.modules.get(owner_name)
+            original = getattr(owner, attribute, None) if owner is not None else None
+            if callable(original):
+                self.saved.append((owner, attribute, original))
+                setattr(owner, attribute, self._counted(original))
 
     def __exit__(self, *exc: object) -> None:
-        if self.torch is not None:
-            self.torch.autograd.backward, self.torch.autograd.grad = self.saved
+        for owner, attribute, original in reversed(self.saved):
+            setattr(owner, attribute, original)
+        self.saved.clear()
 
     def _counted(self, original: Any) -> Any:
         def counted(*args: Any, **kwargs: Any) -> Any:
@@ -440,7 +466,7 @@ def _call_results(call: Call, text: str | None, failure: str) -> list[CaseResult
     for index, (args, case) in enumerate(zip(call.cases, cases, strict=True)):
         if not isinstance(case, dict):
             raise PayloadError("a case of the call's answer is malformed")
-        error, calls = case.get("error"), case.get("autograd_calls", 0)
+        error, calls = case.get("error"), case.get("forbidden_calls", 0)
         globals_ = call.globals_per_case[index] if call.globals_per_case else {}
         results.append(
             CaseResult(
@@ -448,7 +474,7 @@ def _call_results(call: Call, text: str | None, failure: str) -> list[CaseResult
                 globals=globals_,
                 output=case.get("output"),
                 error=error if isinstance(error, str) else None,
-                autograd_calls=calls if isinstance(calls, int) else 0,
+                forbidden_calls=calls if isinstance(calls, int) else 0,
             )
         )
     return results

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -15,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from jupyter_core.utils import ensure_event_loop
 from nbformat import NotebookNode
 
@@ -79,14 +79,14 @@ def check_notebooks(
     jobs = _match(expand_paths(paths), find_exercises(config))
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
     limits = execution_limits(config, workers)
-    device = resolve_device(config.device)
     pending = deque(enumerate(jobs))
     results: dict[int, NotebookResult] = {}
 
     def work() -> None:
         try:
             with KernelPool(limits.resources, limits.threads) as pool:
-                session = _Session(config, device, limits, pool)
+                pool.prime()  # the first kernel warms while torch is imported here
+                session = _Session(config, resolve_device(config.device), limits, pool)
                 while pending:
                     try:
                         index, (path, course) = pending.popleft()
@@ -144,8 +144,11 @@ def expand_paths(paths: list[Path]) -> list[Path]:
     return notebooks
 
 
+@functools.cache
 def resolve_device(requested: str) -> str:
     """`cpu` or `cuda`, from `cpu`, `cuda` or `auto`."""
+    import torch  # imported late: the grader's start overlaps the first kernel's
+
     if requested not in ("cpu", "cuda", "auto"):
         raise ConfigError(f"device must be cpu, cuda or auto, not {requested!r}")
     if requested == "auto":
@@ -259,7 +262,7 @@ def _reference_record(
                 course.exercise.solution_path.read_text(encoding="utf-8"),
                 variant.parameters,
                 probes,
-                torch.__version__,
+                version("torch"),
                 GRADER_VERSION,
             ],
             sort_keys=True,

@@ -50,6 +50,11 @@ class KernelPool:
             self._ready.append(self._launch())
         return kernel
 
+    def prime(self) -> None:
+        """Launch kernels now, before they are needed."""
+        while len(self._ready) < self.ahead + 1:
+            self._ready.append(self._launch())
+
     def close(self) -> None:
         """Stop the kernels that were never used."""
         while self._ready:

@@ -29,6 +29,9 @@ from types import TracebackType
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 
 CGROUP_V1 = Path("/sys/fs/cgroup")
+# Private run directories live in memory where possible: what a kernel writes there is then
+# charged to its memory cgroup instead of filling the disk.
+RUN_ROOT = "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
 SYSTEM_PATHS = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"]
 SYSTEM_FILES = [
     "/etc/ld.so.cache",
@@ -86,7 +89,7 @@ class KernelJail:
     def __init__(self, limits: ResourceLimits, isolation: Isolation) -> None:
         self.limits = limits
         self.isolation = isolation
-        self.directory = Path(tempfile.mkdtemp(prefix="grader-run-"))
+        self.directory = Path(tempfile.mkdtemp(prefix="grader-run-", dir=RUN_ROOT))
         self.cgroups = _create_cgroups(f"run-{uuid.uuid4().hex[:12]}", limits)
 
     def __enter__(self) -> KernelJail:

@@ -20,6 +20,7 @@ from grader.assign import assign
 from grader.config import Config, load_config
 from grader.grading import check_notebooks
 from grader.results import NotebookResult
+from grader.sandbox import RUN_ROOT
 from tests.conftest import make_cell, make_notebook, write
 
 CHECKS = """
@@ -102,9 +103,7 @@ def _kernel_processes() -> set[int]:
 
 
 def _run_dirs() -> set[str]:
-    import tempfile
-
-    return {name for name in os.listdir(tempfile.gettempdir()) if name.startswith("grader-run-")}
+    return {name for name in os.listdir(RUN_ROOT) if name.startswith("grader-run-")}
 
 
 @pytest.fixture(autouse=True)

@@ -31,6 +31,11 @@ HOSTILE_FIRST_CELLS = {
         "raised MemoryError",
     ),
     "numpy_bomb": ("import numpy\nblob = numpy.ones(4 * 1024**3)", "MemoryError"),
+    "disk_filler": (
+        "for i in range(100):\n    with open(f'junk{i}', 'wb') as junk:\n"
+        "        junk.write(b'x' * 50_000_000)",
+        "used more memory than allowed",
+    ),
     "sys_exit": ("import sys\nsys.exit(3)", "raised SystemExit"),
     "raise_system_exit": ("raise SystemExit", "raised SystemExit"),
     "raise_keyboard_interrupt": ("raise KeyboardInterrupt", "raised KeyboardInterrupt"),
