@@ -129,13 +129,17 @@ def test_gd_matches_reference(student, reference):
                      **FLOAT64)  # fmt: skip
 
 
+def _assert_losses_follow_gd(student, reference, name: str, what: str, where: str, tol: dict):
+    losses = _history(student, name, reference)
+    assert_decreasing(losses, what)
+    expected = torch.tensor(_history(reference, "gd_losses", reference))
+    assert_close(torch.tensor(losses), expected, f"`{name}`", where=where, **tol)
+
+
 @pytest.mark.grade("gd_loop", points=1)
 def test_gd_losses(student, reference):
-    losses = _history(student, "gd_losses", reference)
-    assert_decreasing(losses, "the full-batch loss")
-    expected = torch.tensor(_history(reference, "gd_losses", reference))
-    assert_close(torch.tensor(losses), expected, "`gd_losses`",
-                 where="(the loss before each epoch's update)", **FLOAT64)  # fmt: skip
+    where = "(the loss before each epoch's update)"
+    _assert_losses_follow_gd(student, reference, "gd_losses", "the full-batch loss", where, FLOAT64)
 
 
 @pytest.mark.grade("autograd_loop", points=2)
@@ -152,8 +156,6 @@ def test_autograd_agrees_with_gd(student, reference):
 
 @pytest.mark.grade("autograd_loop", points=1)
 def test_autograd_losses(student, reference):
-    losses = _history(student, "autograd_losses", reference)
-    assert_decreasing(losses, "the autograd loop's loss")
-    expected = torch.tensor(_history(reference, "gd_losses", reference))
-    assert_close(torch.tensor(losses), expected, "`autograd_losses`",
-                 where="(must agree with gradient descent's `gd_losses`)", **FLOAT32)  # fmt: skip
+    where = "(must agree with gradient descent's `gd_losses`)"
+    what = "the autograd loop's loss"
+    _assert_losses_follow_gd(student, reference, "autograd_losses", what, where, FLOAT32)

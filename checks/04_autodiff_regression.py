@@ -101,14 +101,20 @@ def _trained(student, reference, model: str, losses: str, shapes: dict, device) 
     return module_state(student.value(model), model, shapes)
 
 
-@pytest.mark.grade("linear_training", points=2)
-def test_linear_matches_reference(student, reference, device):
-    params = _trained(student, reference, "linear_model", "linear_losses", LINEAR_SHAPES, device)
-    expected = module_state(reference.value("linear_model"), "linear_model", LINEAR_SHAPES)
+def _assert_training_matches(student, reference, model: str, losses: str, shapes: dict, device):
+    params = _trained(student, reference, model, losses, shapes, device)
+    expected = module_state(reference.value(model), model, shapes)
     rtol, atol = tolerance(device)
-    for key in LINEAR_SHAPES:
+    for key in shapes:
         assert_close(params[key], expected[key], f"the trained {key}", rtol=10 * rtol,
                      atol=10 * atol, where="(SGD from the same initial layer)")  # fmt: skip
+
+
+@pytest.mark.grade("linear_training", points=2)
+def test_linear_matches_reference(student, reference, device):
+    _assert_training_matches(
+        student, reference, "linear_model", "linear_losses", LINEAR_SHAPES, device
+    )
 
 
 @pytest.mark.grade("linear_training", points=1)
@@ -121,13 +127,9 @@ def test_linear_recovers_true_coefficients(student, reference, parameters, devic
 
 @pytest.mark.grade("logistic_training", points=2)
 def test_logistic_matches_reference(student, reference, device):
-    shapes = LOGISTIC_SHAPES
-    params = _trained(student, reference, "logistic_model", "logistic_losses", shapes, device)
-    expected = module_state(reference.value("logistic_model"), "logistic_model", shapes)
-    rtol, atol = tolerance(device)
-    for key in shapes:
-        assert_close(params[key], expected[key], f"the trained {key}", rtol=10 * rtol,
-                     atol=10 * atol, where="(SGD from the same initial layer)")  # fmt: skip
+    _assert_training_matches(
+        student, reference, "logistic_model", "logistic_losses", LOGISTIC_SHAPES, device
+    )
 
 
 def _accuracy(params: dict, xs: torch.Tensor, ys: torch.Tensor) -> float:
