@@ -47,6 +47,14 @@ HOSTILE_FIRST_CELLS = {
         "numpy.testing.assert_allclose = lambda *a, **k: None\n"
         "pytest.approx = lambda *a, **k: 0\n"
         "builtins.round = lambda *a, **k: 0\n"
+        "import torch\n"
+        "torch.allclose = lambda *a, **k: True\n"
+        "torch.testing.assert_close = lambda *a, **k: None\n"
+        "try:\n"
+        "    import grader.expect\n"
+        "    grader.expect.assert_close = lambda *a, **k: None\n"
+        "except ImportError:\n"
+        "    pass\n"
         "answer = 0",
         "wrong answer",
     ),
