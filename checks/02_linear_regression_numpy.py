@@ -81,6 +81,12 @@ def test_gradient_matches_autograd(student):
         assert_close(got_b, expected_b, "dℓ/db", where=where, **FLOAT64)
 
 
+def _parameters(run, weights: str, bias: str) -> torch.Tensor:
+    return torch.cat(
+        [as_tensor(run.value(weights), weights, (2,)), as_tensor(run.value(bias), bias, (1,))]
+    )
+
+
 def _history(run, name: str, reference) -> list[float]:
     losses = as_float_list(run.value(name), name)
     assert_length(losses, int(reference.value("n_epochs")), f"`{name}`", unit="epoch")
@@ -100,15 +106,16 @@ def test_sgd_matches_reference(student, reference):
 
 @pytest.mark.grade("sgd_loop", points=1)
 def test_sgd_recovers_true_weights_and_agrees_with_gd(student, reference, parameters):
-    w_sgd = as_tensor(student.value("w_sgd"), "w_sgd", (2,))
-    b_sgd = as_tensor(student.value("b_sgd"), "b_sgd", (1,))
+    sgd = _parameters(student, "w_sgd", "b_sgd")
     truth = torch.tensor([*parameters["w_true"], parameters["b_true"]], dtype=torch.float64)
-    assert_close(torch.cat([w_sgd, b_sgd]), truth, "(w_sgd, b_sgd)", rtol=0, atol=0.1,
+    reference_sgd = _parameters(reference, "w_sgd", "b_sgd")
+    gd = _parameters(reference, "w_gd", "b_gd")
+    # 100 epochs of SGD get close to the truth, not onto it: allow what the reference needs.
+    gap = max(float((reference_sgd - truth).abs().max()), float((reference_sgd - gd).abs().max()))
+    margin = max(0.05, 3 * gap)
+    assert_close(sgd, truth, "(w_sgd, b_sgd)", rtol=0, atol=margin,
                  where="(the true coefficients)")  # fmt: skip
-    gd = torch.cat(
-        [as_tensor(reference.value("w_gd"), "w_gd"), as_tensor(reference.value("b_gd"), "b_gd")]
-    )
-    assert_close(torch.cat([w_sgd, b_sgd]), gd, "(w_sgd, b_sgd)", rtol=0, atol=0.1,
+    assert_close(sgd, gd, "(w_sgd, b_sgd)", rtol=0, atol=margin,
                  where="(full-batch gradient descent from the same start)")  # fmt: skip
 
 

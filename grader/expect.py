@@ -67,13 +67,8 @@ def as_tensor(value: Any, name: str, shape: Sequence[int] | None = None) -> torc
         kind = value.type_name if isinstance(value, (Unsupported, ModuleState)) else type(value)
         raise CheckFailed(f"`{name}` should hold numbers, but it is {_kind(kind)}")
     try:
-        tensor = torch.as_tensor(
-            np.asarray(value, dtype=np.float64)
-            if not isinstance(value, torch.Tensor)
-            else value.detach().cpu().double(),
-            dtype=torch.float64,
-        )
-    except (TypeError, ValueError):
+        tensor = torch.as_tensor(np.asarray(_numbers(value), dtype=np.float64))
+    except (TypeError, ValueError, RuntimeError):
         raise CheckFailed(f"`{name}` should hold numbers, but it is {_kind(type(value))}") from None
     if shape is not None and tuple(tensor.shape) != tuple(shape):
         if tensor.numel() != int(np.prod(shape)):
@@ -82,6 +77,15 @@ def as_tensor(value: Any, name: str, shape: Sequence[int] | None = None) -> torc
             )
         tensor = tensor.reshape(tuple(shape))
     return tensor
+
+
+def _numbers(value: Any) -> Any:
+    """Nested lists of plain numbers from tensors (even ones that require grad), arrays, lists."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().double().numpy()
+    if isinstance(value, (list, tuple)):
+        return [_numbers(item) for item in value]
+    return value
 
 
 def as_float_list(value: Any, name: str) -> list[float]:

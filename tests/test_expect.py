@@ -6,6 +6,7 @@ import torch
 
 from grader.expect import (
     CheckFailed,
+    as_float_list,
     as_tensor,
     assert_close,
     assert_decreasing,
@@ -43,6 +44,14 @@ def test_increasing_loss_points_at_the_step() -> None:
     with pytest.raises(CheckFailed, match=r"increased after step 3 .*wrong sign"):
         assert_decreasing([4.0, 3.0, 2.0, 2.5])
     assert_decreasing([4.0, 3.0, 3.0])
+
+
+def test_lists_of_tensors_that_require_grad_are_numbers() -> None:
+    scalars = [torch.tensor(1.5, requires_grad=True), 2.5]
+    assert as_tensor(scalars, "x_log").tolist() == [1.5, 2.5]
+    ones = [torch.tensor([1.5], requires_grad=True), torch.tensor([2.5], requires_grad=True)]
+    assert as_tensor(ones, "x_log").shape == (2, 1)
+    assert as_float_list(ones, "x_log") == [1.5, 2.5]
 
 
 def test_shapes_are_checked_with_a_clear_message() -> None:

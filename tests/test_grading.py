@@ -35,6 +35,13 @@ def test_solutions_get_full_marks_on_both_runs(course: Config, tmp_path: Path, c
     assert "<testsuites>" in junit.read_text()
 
 
+def test_solutions_pass_under_another_secret_hidden_seed(course: Config) -> None:
+    # Instructors choose their own GRADER_HIDDEN_SEED: the checks must hold for other variants.
+    other = dataclasses.replace(course, hidden_seed=20261122)
+    results = check_notebooks([ROOT / "solutions"], other)
+    assert [check_id(c) for r in results for c in r.checks if not c.passed] == []
+
+
 def test_untouched_exercises_score_zero_with_one_message_per_cell(course: Config) -> None:
     results = check_notebooks([ROOT / "exercises"], course)
     for result in results:
