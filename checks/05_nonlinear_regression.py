@@ -107,7 +107,8 @@ def test_network_fits_fresh_points(student, reference, parameters, rng):
     seed = int(rng.integers(2**31))
     got = _fresh_error(_network(student), parameters, np.random.default_rng(seed))
     expected = _fresh_error(_network(reference), parameters, np.random.default_rng(seed))
-    limit = max(4 * expected, 1.0)
+    # Within reach of the reference, and never worse than half the noise variance (2**2 / 2).
+    limit = max(4 * expected, 2.0)
     if not np.isfinite(got) or got > limit:
         raise CheckFailed(
             f"on {FRESH_POINTS} fresh points the network's mean squared error to the true curve "
@@ -124,7 +125,7 @@ def test_training_loss_goes_down(student, reference):
     assert_finite(torch.tensor(losses), "the training loss")
     final = min(losses[-10:])
     expected = min(as_float_list(reference.value("losses"), "losses")[-10:])
-    if final > 2 * expected or final > losses[0] / 2:
+    if final > 3 * expected or final > losses[0] / 2:
         raise CheckFailed(
             f"the training loss only went from {losses[0]:.4g} to {final:.4g}; "
             f"the reference reaches {expected:.4g}"

@@ -32,7 +32,7 @@ from grader.extract import (
     probe_sources,
     values_request,
 )
-from grader.notebook import read_course_notebook
+from grader.notebook import grade_id, is_todo, read_course_notebook
 from grader.pool import KernelPool
 from grader.prepare import (
     PreparedNotebook,
@@ -243,8 +243,7 @@ def _collect(
 
 
 def _unrun(variant: Variant, nb: NotebookNode, reason: str) -> RunData:
-    from grader.notebook import grade_id, is_todo
-
+    """The run of a notebook that could not be read: every TO DO cell says why."""
     cells = {
         gid: CellStatus("skipped", evalue=f"your notebook could not be read: {reason}")
         for cell in nb.cells

@@ -93,6 +93,10 @@ WRONG = {
          "nonlinear_training::training_loss_goes_down"},
         "train longer",
     ),
+    "under_trained": (
+        "05_nonlinear_regression", "nonlinear_training", "lr=0.05", "lr=0.001",
+        {"nonlinear_training::network_fits_fresh_points"}, "train longer",
+    ),
     "mse_sums": (
         "03_linear_regression_module", "mse_cost", "** 2).mean()", "** 2).sum()",
         {"mse_cost::mse_cost_matches_the_definition", "training_loop::training_matches_reference",
