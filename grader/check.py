@@ -85,7 +85,8 @@ class NotebookRun:
 def describe_cell_failure(grade_id: str, status: str, ename: str, evalue: str) -> str:
     """What happened to a cell, in a sentence a student can act on."""
     if status == "timeout":
-        return f"cell `{grade_id}` did not finish in time and was stopped (an endless loop?)"
+        limit = f" within {evalue}" if evalue else " in time"
+        return f"cell `{grade_id}` did not finish{limit} and was stopped (an endless loop?)"
     if status == "memory":
         return f"cell `{grade_id}` used more memory than allowed and was stopped"
     if status == "died":

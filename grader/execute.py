@@ -67,9 +67,10 @@ class ExecutedNotebook:
 class _FatalCell(Exception):
     """Cell `index` ended the kernel's usefulness (`timeout`, `died` or `memory`)."""
 
-    def __init__(self, index: int, status: str) -> None:
+    def __init__(self, index: int, status: str, detail: str = "") -> None:
         self.index = index
         self.status = status
+        self.detail = detail
 
 
 class _BoundedClient(NotebookClient):
@@ -101,7 +102,7 @@ def run_notebook(
     """
     started = time.monotonic()
     deadline = started + limits.notebook_timeout
-    skipped: dict[int, str] = {}
+    skipped: dict[int, tuple[str, str]] = {}
     work = copy.deepcopy(nb)
     notebook_cells = len(work.cells)
     work.cells.extend(new_code_cell(source) for source in probes)
@@ -114,7 +115,7 @@ def run_notebook(
             )
             break
         except _FatalCell as fatal:
-            skipped[fatal.index] = fatal.status
+            skipped[fatal.index] = (fatal.status, fatal.detail)
         finally:
             discard(kernel)
     seconds = time.monotonic() - started
@@ -127,7 +128,7 @@ def _attempt(
     kernel: WarmKernel,
     limits: Limits,
     deadline: float,
-    skipped: dict[int, str],
+    skipped: dict[int, tuple[str, str]],
 ) -> tuple[list[CellOutcome], list[ProbeOutcome]]:
     client = _client(nb, kernel, limits)
     outcomes: list[CellOutcome] = []
@@ -168,18 +169,19 @@ def _cell_outcome(
     index: int,
     limits: Limits,
     deadline: float,
-    skipped: dict[int, str],
+    skipped: dict[int, tuple[str, str]],
 ) -> CellOutcome:
     gid = grade_id(cell) or f"#{index}"
     if index in skipped:
-        return CellOutcome(gid, skipped[index])
+        status, detail = skipped[index]
+        return CellOutcome(gid, status, evalue=detail)
     if time.monotonic() >= deadline:
         return CellOutcome(gid, "skipped", evalue="the notebook ran out of time")
     client.timeout = max(1, int(min(limits.cell_timeout, deadline - time.monotonic()) + 0.999))
     try:
         client.execute_cell(cell, index)
     except CellTimeoutError:
-        raise _FatalCell(index, "timeout") from None
+        raise _FatalCell(index, "timeout", f"{client.timeout} s") from None
     except DeadKernelError:
         raise _FatalCell(index, "memory" if jail.ran_out_of_memory() else "died") from None
     for output in cell.get("outputs", []):
