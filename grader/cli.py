@@ -8,11 +8,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from grader.config import Config, load_config
 from grader.errors import GraderError
+from grader.results import NotebookResult
 
 EXIT_PASSED, EXIT_LOST_POINTS, EXIT_GRADER_ERROR = 0, 1, 2
 
@@ -78,7 +79,7 @@ def _check(args: argparse.Namespace, config: Config) -> int:
     paths = args.paths or [config.path(config.exercises_dir)]
     if args.workers is not None and args.workers < 1:
         raise GraderError("--workers must be at least 1")
-    results = check_notebooks(paths, config, args.workers)
+    results = check_notebooks(paths, config, args.workers, _progress_line())
     print(render_text(results), end="")
     if args.json:
         write_json(args.json, gradescope_results(results, time.monotonic() - started))
@@ -89,6 +90,23 @@ def _check(args: argparse.Namespace, config: Config) -> int:
     if ungradable(results):
         return EXIT_GRADER_ERROR
     return EXIT_PASSED if all_passed(results) else EXIT_LOST_POINTS
+
+
+def _progress_line() -> Callable[[NotebookResult], None] | None:
+    """On a terminal, a line on stderr as each notebook is graded; elsewhere nothing."""
+    if not sys.stderr.isatty():
+        return None
+    done = 0
+
+    def show(result: NotebookResult) -> None:
+        nonlocal done
+        done += 1
+        score = "error" if result.error else f"{result.score:g}/{result.max_score:g}"
+        print(
+            f"  graded {result.notebook} ({result.path}): {score}  [{done} done]", file=sys.stderr
+        )
+
+    return show
 
 
 def _assign(args: argparse.Namespace, config: Config) -> int:

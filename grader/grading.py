@@ -9,6 +9,7 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -46,6 +47,7 @@ from grader.sandbox import ResourceLimits, detect_isolation
 
 GRADER_VERSION = version("autodiff-grader")
 _REFERENCE_LOCKS: dict[str, threading.Lock] = {}
+_REPORTING_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -69,12 +71,15 @@ class _Session:
 
 
 def check_notebooks(
-    paths: list[Path], config: Config, workers: int | None = None
+    paths: list[Path],
+    config: Config,
+    workers: int | None = None,
+    on_result: Callable[[NotebookResult], None] | None = None,
 ) -> list[NotebookResult]:
     """Grade each notebook in `paths` (folders are searched for `*.ipynb`), in order.
 
     `workers` notebooks are graded at once (default: one per core), each worker with its own
-    pool of warm kernels.
+    pool of warm kernels; `on_result` is called with each result as soon as it is ready.
     """
     jobs = _match(expand_paths(paths), find_exercises(config))
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
@@ -93,6 +98,9 @@ def check_notebooks(
                     except IndexError:
                         return
                     results[index] = _grade_job(path, course, session)
+                    if on_result is not None:
+                        with _REPORTING_LOCK:
+                            on_result(results[index])
         finally:
             ensure_event_loop().close()  # the loop jupyter_client made for this thread
 

@@ -142,7 +142,11 @@ def test_a_broken_notebook_is_graded_zero_and_the_batch_goes_on(
     broken = tmp_path / "03_linear_regression_module.ipynb"
     broken.write_text('{"cells": [', encoding="utf-8")
     good = write(solution("05_nonlinear_regression"), tmp_path, "05_nonlinear_regression")
-    first, second = check_notebooks([broken, good], course)
+    reported: list[str] = []
+    first, second = check_notebooks(
+        [broken, good], course, on_result=lambda result: reported.append(result.notebook)
+    )
+    assert sorted(reported) == ["03_linear_regression_module", "05_nonlinear_regression"]
     assert first.score == 0 and "not valid JSON" in first.notices[0]
     assert all("your notebook could not be read" in check.message for check in first.checks)
     assert second.score == second.max_score
