@@ -21,7 +21,7 @@ from nbformat.v4 import new_code_cell, new_output
 from grader.extract import MAX_PAYLOAD_CHARS, MIME_TYPE
 from grader.notebook import grade_id
 from grader.pool import KernelPool, WarmKernel, discard
-from grader.sandbox import Isolation, KernelJail, ResourceLimits, detect_isolation
+from grader.sandbox import KernelJail, ResourceLimits
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,6 @@ class ExecutedNotebook:
     cells: tuple[CellOutcome, ...]
     probes: tuple[ProbeOutcome, ...]
     seconds: float
-    isolation: Isolation
 
 
 class _FatalCell(Exception):
@@ -119,7 +118,7 @@ def run_notebook(
         finally:
             discard(kernel)
     seconds = time.monotonic() - started
-    return ExecutedNotebook(tuple(cells), tuple(probe_outcomes), seconds, detect_isolation())
+    return ExecutedNotebook(tuple(cells), tuple(probe_outcomes), seconds)
 
 
 def _attempt(

@@ -24,7 +24,6 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 
@@ -82,8 +81,7 @@ def detect_isolation() -> Isolation:
 class KernelJail:
     """The private directory, cgroups and launch command of one notebook run.
 
-    Use as a context manager; leaving it kills whatever is left in the run's cgroups and deletes
-    the directory.
+    `close()` kills whatever is left in the run's cgroups and deletes the directory.
     """
 
     def __init__(self, limits: ResourceLimits, isolation: Isolation) -> None:
@@ -91,17 +89,6 @@ class KernelJail:
         self.isolation = isolation
         self.directory = Path(tempfile.mkdtemp(prefix="grader-run-", dir=RUN_ROOT))
         self.cgroups = _create_cgroups(f"run-{uuid.uuid4().hex[:12]}", limits)
-
-    def __enter__(self) -> KernelJail:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Kill whatever is left of the run and delete its cgroups and directory."""
