@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from grader.sandbox import RUN_ROOT, Isolation, KernelJail, ResourceLimits
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def jail() -> Iterator[KernelJail]:
+    jail = KernelJail(ResourceLimits(memory_mb=1500, processes=20, file_mb=10), Isolation(True, ""))
+    yield jail
+    jail.close()
+
+
+def test_kernel_environment_is_clean(jail: KernelJail, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRADER_HIDDEN_SEED", "12345")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    environment = jail.environment(threads=2)
+    assert "GRADER_HIDDEN_SEED" not in environment and "AWS_SECRET_ACCESS_KEY" not in environment
+    assert environment["OMP_NUM_THREADS"] == "2" and environment["MPLBACKEND"] == "agg"
+    assert environment["HOME"] == str(jail.directory)
+
+
+def test_run_directory_is_private_and_in_memory_where_possible(jail: KernelJail) -> None:
+    assert jail.directory.parent.as_posix() == RUN_ROOT
+    assert jail.connection_file.parent == jail.directory
+
+
+def test_sandbox_shows_the_kernel_nothing_of_the_course(jail: KernelJail) -> None:
+    argv = jail.kernel_argv()
+    bwrap = argv.index("bwrap")
+    assert {"--unshare-all", "--die-with-parent", "--new-session"} <= set(argv[bwrap:])
+    assert argv[argv.index("--cap-drop") + 1] == "ALL"
+    bound = [argv[i + 1] for i, flag in enumerate(argv) if flag in ("--bind", "--ro-bind")]
+    writable = [argv[i + 1] for i, flag in enumerate(argv) if flag == "--bind"]
+    assert writable == [str(jail.directory)]
+    for course_path in (ROOT, ROOT / "solutions", ROOT / "checks", ROOT / "exercises"):
+        assert str(course_path) not in bound
+    assert sys.prefix in bound
+
+
+def test_limits_are_applied_before_the_sandbox(jail: KernelJail) -> None:
+    argv = jail.kernel_argv()
+    prlimit = argv.index("prlimit")
+    assert f"--as={1500 * 1024 * 1024}" in argv[prlimit:]
+    assert f"--fsize={10 * 1024 * 1024}" in argv[prlimit:]
+    assert prlimit < argv.index("bwrap")
+    for group in jail.cgroups:
+        assert str(group / "cgroup.procs") in argv
+
+
+def test_closing_removes_the_directory_and_cgroups(jail: KernelJail) -> None:
+    jail.close()
+    assert not jail.directory.exists()
+    assert all(not group.exists() for group in jail.cgroups)
