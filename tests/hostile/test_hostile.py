@@ -32,11 +32,6 @@ HOSTILE_FIRST_CELLS = {
     ),
     "tensor_bomb": ("import torch\nblob = torch.ones(4 * 1024**3)", "can't allocate memory"),
     "numpy_bomb": ("import numpy\nblob = numpy.ones(4 * 1024**3)", "MemoryError"),
-    "disk_filler": (
-        "for i in range(100):\n    with open(f'junk{i}', 'wb') as junk:\n"
-        "        junk.write(b'x' * 50_000_000)",
-        "used more memory than allowed",
-    ),
     "sys_exit": ("import sys\nsys.exit(3)", "raised SystemExit"),
     "raise_system_exit": ("raise SystemExit", "raised SystemExit"),
     "raise_keyboard_interrupt": ("raise KeyboardInterrupt", "raised KeyboardInterrupt"),
@@ -82,6 +77,22 @@ def test_hostile_cell_costs_only_its_own_check(
     assert set(messages(first)) == {"first"}, messages(first)
     assert expected in messages(first)["first"]
     assert second.score == second.max_score == 2
+
+
+def test_filling_the_disk_is_stopped_by_a_limit(mini_course: Config, tmp_path: Path) -> None:
+    # 5 GB into the private directory: it lives in memory charged to the run's cgroup, so the
+    # memory limit stops it (or, on a slow machine, the cell's time limit comes first).
+    source = (
+        "for i in range(100):\n    with open(f'junk{i}', 'wb') as junk:\n"
+        "        junk.write(b'x' * 50_000_000)"
+    )
+    hostile = submission(tmp_path / "a", source)
+    clean = submission(tmp_path / "b", "answer = 21 * scale", name="02_mini")
+    first, second = grade(mini_course, hostile, clean)
+    assert set(messages(first)) == {"first"}
+    stopped = ("used more memory than allowed", "did not finish within 4 s")
+    assert any(reason in messages(first)["first"] for reason in stopped), messages(first)
+    assert second.score == second.max_score
 
 
 BACKGROUND_WORK = {
