@@ -10,10 +10,9 @@ import torch
 
 from grader.expect import (
     CheckFailed,
-    as_float_list,
     as_tensor,
     assert_close,
-    assert_same_history,
+    assert_history_follows_reference,
     module_state,
     tolerance,
 )
@@ -95,9 +94,7 @@ def test_manual_gradients_do_not_use_autograd(student):
 def _trained(student, reference, model: str, losses: str, shapes: dict, device) -> dict:
     """The student's trained parameters, once their loss history follows the reference's."""
     rtol, atol = tolerance(device)
-    history = as_float_list(student.value(losses), losses)
-    expected = as_float_list(reference.value(losses), losses)
-    assert_same_history(history, expected, f"`{losses}`", rtol=10 * rtol, atol=10 * atol)
+    assert_history_follows_reference(student, reference, losses, rtol=10 * rtol, atol=10 * atol)
     return module_state(student.value(model), model, shapes)
 
 

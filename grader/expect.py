@@ -23,6 +23,7 @@ __all__ = [
     "assert_close",
     "assert_decreasing",
     "assert_finite",
+    "assert_history_follows_reference",
     "assert_length",
     "assert_same_history",
     "fmt",
@@ -215,6 +216,19 @@ def module_state(
             raise CheckFailed(f"`{name}`'s {key} should have shape {shape}: keep the architecture")
         tensors[key] = tensor.detach().double()
     return tensors
+
+
+def assert_history_follows_reference(
+    student: Any, reference: Any, name: str, *, rtol: float, atol: float
+) -> list[float]:
+    """Read the loss history `name` of both runs; fail unless the student's follows the reference's.
+
+    Returns the student's history.
+    """
+    history = as_float_list(student.value(name), name)
+    expected = as_float_list(reference.value(name), name)
+    assert_same_history(history, expected, f"`{name}`", rtol=rtol, atol=atol)
+    return history
 
 
 def assert_same_history(

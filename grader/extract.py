@@ -13,6 +13,7 @@ numpy/torch inside functions, and never imports the rest of the grader.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -259,10 +260,15 @@ def call_request(call: Call) -> str:
     return json.dumps({"call": request})
 
 
+@functools.cache
+def _own_source() -> str:
+    with open(__file__, encoding="utf-8") as handle:
+        return handle.read()
+
+
 def probe_sources(requests: list[str]) -> list[str]:
     """Code cells that answer each request inside the kernel, one cell per request."""
-    with open(__file__, encoding="utf-8") as handle:
-        module_source = handle.read()
+    module_source = _own_source()
     return [
         "def __grader_probe__(source, request):\n"
         "    import sys, types\n"
