@@ -17,8 +17,12 @@ from grader.expect import (
     assert_same_history,
     tolerance,
 )
+from grader.figures import figure, history_lines, line, points
 
-VALUES = ["x_start", "learning_rate", "x_final", "x_log", "y_log", "params", "error_log"]
+VALUES = [
+    "x_start", "learning_rate", "x_final", "x_log", "y_log", "params", "error_log",
+    "x", "y_noisy",
+]  # fmt: skip
 
 
 def hidden_parameters(parameters: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
@@ -102,3 +106,38 @@ def test_fit_beats_the_initial_guess(student, reference):
             f"the fit's error ends at {last:.5g}; the reference reaches {expected[-1]:.5g} "
             f"from the same start (it was {expected[0]:.5g} at the start)"
         )
+
+
+def _parabola(coefficients: list[float], x: torch.Tensor) -> torch.Tensor:
+    a, b, c = coefficients
+    return a * x**2 + b * x + c
+
+
+@figure("parabola_descent", "Gradient descent on the parabola", "x", "f(x)")
+def descent_path(student, reference, parameters):
+    x_log, y_log = _path(student)
+    expected_x, expected_y = _path(reference)
+    ends = [*x_log, *expected_x]
+    grid = torch.linspace(min(ends) - 0.5, max(ends) + 0.5, 200, dtype=torch.float64)
+    return [
+        line("f(x)", _parabola(parameters["parabola"], grid), grid),
+        points("your path", x_log, y_log),
+        line("reference path", expected_y, expected_x, style="dashed"),
+    ]
+
+
+@figure("curve_fit", "Fitting a parabola: error per step", "step", "mean squared error",
+        log_y=True)  # fmt: skip
+def fit_errors(student, reference, parameters):
+    return history_lines(student, reference, "error_log")
+
+
+@figure("curve_fit", "Your fitted parabola", "x", "y")
+def fitted_parabola(student, reference, parameters):
+    x = as_tensor(reference.value("x"), "x").reshape(-1)
+    fitted = as_tensor(student.value("params"), "params", (3,)).tolist()
+    return [
+        points("noisy data", x, as_tensor(reference.value("y_noisy"), "y_noisy")),
+        line("your fit", _parabola(fitted, x), x),
+        line("true parabola", _parabola(parameters["true_coeffs"], x), x, style="dashed"),
+    ]

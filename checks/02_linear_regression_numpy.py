@@ -18,6 +18,7 @@ from grader.expect import (
     fmt,
 )
 from grader.extract import Call
+from grader.figures import agreement, figure, history_lines
 
 VALUES = [
     "n_epochs",
@@ -166,3 +167,34 @@ def test_autograd_losses(student, reference):
     where = "(must agree with gradient descent's `gd_losses`)"
     what = "the autograd loop's loss"
     _assert_losses_follow_gd(student, reference, "autograd_losses", what, where, FLOAT32)
+
+
+@figure("manual_gradient", "Your gradient against autograd's", "autograd", "your gradient")
+def gradient_agreement(student, reference, parameters):
+    got, expected = [], []
+    for case in student.cases("gradient"):
+        x, y = case.args
+        dl_dw, dl_db = case.output
+        expected_w, expected_b = _autograd_gradient(x, y, case.globals["w"], case.globals["b"])
+        got += [
+            *as_tensor(dl_dw, "dl_dw", (2,)).tolist(),
+            *as_tensor(dl_db, "dl_db", (1,)).tolist(),
+        ]
+        expected += [*expected_w.tolist(), *expected_b.tolist()]
+    return agreement(got, expected)
+
+
+@figure("sgd_loop", "SGD: mean loss per epoch", "epoch", "mean loss", log_y=True)
+def sgd_history(student, reference, parameters):
+    return history_lines(student, reference, "sgd_losses")
+
+
+@figure("gd_loop", "Gradient descent: mean loss per epoch", "epoch", "mean loss", log_y=True)
+def gd_history(student, reference, parameters):
+    return history_lines(student, reference, "gd_losses")
+
+
+@figure("autograd_loop", "Autograd loop against gradient descent by hand", "epoch", "mean loss",
+        log_y=True)  # fmt: skip
+def autograd_history(student, reference, parameters):
+    return history_lines(student, reference, "autograd_losses", reference_name="gd_losses")

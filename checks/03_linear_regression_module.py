@@ -19,8 +19,9 @@ from grader.expect import (
     tolerance,
 )
 from grader.extract import Call
+from grader.figures import agreement, figure, history_lines, line, points
 
-VALUES = ["model", "costs"]
+VALUES = ["model", "costs", "x", "y"]
 SHAPES = {"linear.weight": (1, 1), "linear.bias": (1,)}
 
 
@@ -98,3 +99,33 @@ def test_training_lowers_the_cost(student):
     if len(costs) < 2 or not costs[-1] < costs[0]:
         raise CheckFailed("the cost should go down over the epochs: is the model trained?")
     module_state(student.value("model"), "model", SHAPES)
+
+
+@figure("mse_cost", "Your mse_cost against the definition", "mean of squared differences",
+        "mse_cost(yhat, y)")  # fmt: skip
+def mse_agreement(student, reference, parameters):
+    got, expected = [], []
+    for yhat, y, output in _costs(student):
+        got.append(float(as_tensor(output, "mse_cost(yhat, y)").reshape(-1)[0]))
+        expected.append(float(((yhat.detach().double() - y.double()) ** 2).mean()))
+    return agreement(got, expected)
+
+
+@figure("training_loop", "Cost per epoch", "epoch", "mean squared error")
+def cost_history(student, reference, parameters):
+    return history_lines(student, reference, "costs")
+
+
+def _fitted_line(run, x: torch.Tensor) -> torch.Tensor:
+    state = module_state(run.value("model"), "model", SHAPES)
+    return state["linear.weight"].reshape(()) * x + state["linear.bias"].reshape(())
+
+
+@figure("training_loop", "Your trained line", "x", "y")
+def trained_line(student, reference, parameters):
+    x = as_tensor(reference.value("x"), "x").reshape(-1)
+    return [
+        points("data", x, as_tensor(reference.value("y"), "y")),
+        line("your model", _fitted_line(student, x), x),
+        line("reference model", _fitted_line(reference, x), x, style="dashed"),
+    ]

@@ -17,6 +17,7 @@ from grader.expect import (
     tolerance,
 )
 from grader.extract import Call, Linear
+from grader.figures import agreement, figure, history_lines
 
 VALUES = [
     "linear_model", "linear_losses",
@@ -156,3 +157,26 @@ def test_probabilities_come_from_the_model(student, reference):
     expected = torch.sigmoid(xs @ params["weight"].T + params["bias"])
     assert_close(got, expected, "`probabilities`", rtol=1e-3, atol=1e-5,
                  where="(sigmoid of the trained model's scores on xs_cls)")  # fmt: skip
+
+
+@figure("manual_mse_gradients", "Your gradients against autograd's", "autograd",
+        "your gradient")  # fmt: skip
+def gradient_agreement(student, reference, parameters):
+    got, expected = [], []
+    for case in student.cases("manual_mse_gradients"):
+        layer, xs, ys = case.args
+        for mine, right in zip(_pair(case), _autograd_mse_gradients(layer, xs, ys), strict=True):
+            got += as_tensor(mine, "gradient", tuple(right.shape)).reshape(-1).tolist()
+            expected += right.reshape(-1).tolist()
+    return agreement(got, expected)
+
+
+@figure("linear_training", "Linear regression: loss per epoch", "epoch", "MSE", log_y=True)
+def linear_history(student, reference, parameters):
+    return history_lines(student, reference, "linear_losses")
+
+
+@figure("logistic_training", "Logistic regression: loss per epoch", "epoch",
+        "binary cross-entropy", log_y=True)  # fmt: skip
+def logistic_history(student, reference, parameters):
+    return history_lines(student, reference, "logistic_losses")

@@ -19,8 +19,9 @@ from grader.expect import (
     tolerance,
 )
 from grader.extract import Call
+from grader.figures import figure, history_lines, line, points
 
-VALUES = ["model", "losses"]
+VALUES = ["model", "losses", "x", "y"]
 
 SHAPES = {"fc0.weight": (10, 1), "fc0.bias": (10,), "fc1.weight": (1, 10), "fc1.bias": (1,)}
 LARGE = [-1000.0, -100.0, -50.0, -20.0, 20.0, 50.0, 100.0, 1000.0]
@@ -130,3 +131,33 @@ def test_training_loss_goes_down(student, reference):
             f"the training loss only went from {losses[0]:.4g} to {final:.4g}; "
             f"the reference reaches {expected:.4g}"
         )
+
+
+@figure("tanh_derivative", "Your f_prime against the derivative of tanh", "x", "f'(x)")
+def derivative_curve(student, reference, parameters):
+    x, got = _outputs(student)[0]
+    return [
+        line("your f_prime(x)", got, x),
+        line("1 - tanh(x)²", 1 - torch.tanh(x.double()) ** 2, x, style="dashed"),
+    ]
+
+
+@figure("nonlinear_training", "Training loss per step", "step", "MSE", log_y=True)
+def loss_history(student, reference, parameters):
+    return history_lines(student, reference, "losses")
+
+
+@figure("nonlinear_training", "Your network against the true curve", "x", "y")
+def network_fit(student, reference, parameters):
+    x = as_tensor(reference.value("x"), "x").reshape(-1)
+    grid = torch.linspace(float(x.min()), float(x.max()), 300, dtype=torch.float64)
+    c0, c1, c2 = parameters["true_coeffs"]
+    with torch.no_grad():
+        yours = _network(student)(grid.reshape(-1, 1)).reshape(-1)
+        theirs = _network(reference)(grid.reshape(-1, 1)).reshape(-1)
+    return [
+        points("noisy data", x, as_tensor(reference.value("y"), "y")),
+        line("true curve", c0 + c1 * grid + c2 * grid**2, grid, style="dashed"),
+        line("your network", yours, grid),
+        line("reference network", theirs, grid, style="dashed"),
+    ]

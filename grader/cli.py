@@ -1,6 +1,7 @@
 """The `grader` command: parse, call the library, print, and map failures to exit codes.
 
-Exit status: 0 every check passed, 1 some check lost points, 2 the grader could not do its job.
+Exit status: 0 every check passed, 1 some check lost points (`grade`: some notebook could not be
+graded), 2 the grader could not do its job, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -10,12 +11,16 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from grader.config import Config, load_config
 from grader.errors import GraderError
 from grader.results import NotebookResult
 
-EXIT_PASSED, EXIT_LOST_POINTS, EXIT_GRADER_ERROR = 0, 1, 2
+if TYPE_CHECKING:
+    from grader.submissions import Submission
+
+EXIT_PASSED, EXIT_LOST_POINTS, EXIT_GRADER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_GRADER_ERROR
     except KeyboardInterrupt:
         print("grader: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,15 +57,37 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument(
         "paths", nargs="*", type=Path, help="notebooks or folders (default: exercises/)"
     )
-    check.add_argument("--device", choices=["cpu", "cuda", "auto"], default=None)
     check.add_argument("--json", type=Path, help="write Gradescope results.json here")
     check.add_argument("--junit", type=Path, help="write JUnit XML here")
-    check.add_argument(
-        "--workers", type=int, default=None, help="notebooks graded at once (default: cores)"
-    )
-    check.add_argument("--cell-timeout", type=float, default=None, help="seconds per cell")
-    check.add_argument("--notebook-timeout", type=float, default=None, help="seconds per run")
+    _execution_options(check)
     check.set_defaults(command=_check)
+
+    grade = commands.add_parser("grade", help="grade a class into the gradebook")
+    grade.add_argument(
+        "submissions", type=Path, help="folder (or .zip) of <student>/<notebook>.ipynb or LMS files"
+    )
+    _database_option(grade)
+    grade.add_argument(
+        "--regrade", action="store_true", help="grade again what this grader already graded"
+    )
+    _execution_options(grade)
+    grade.set_defaults(command=_grade)
+
+    export = commands.add_parser("export", help="write the gradebook as CSV, results.json, JUnit")
+    _database_option(export)
+    export.add_argument("--csv", type=Path, help="one row per student: checks, notebooks, total")
+    export.add_argument(
+        "--results-dir", type=Path, help="Gradescope results.json per student, in DIR/<student>/"
+    )
+    export.add_argument("--junit", type=Path, help="a test suite per student and notebook")
+    export.set_defaults(command=_export)
+
+    feedback = commands.add_parser("feedback", help="write HTML feedback pages from the gradebook")
+    _database_option(feedback)
+    feedback.add_argument(
+        "--out", type=Path, default=Path("feedback"), help="folder of the pages (default: feedback)"
+    )
+    feedback.set_defaults(command=_feedback)
 
     assign = commands.add_parser("assign", help="write exercises/ from solutions/")
     assign.add_argument(
@@ -70,6 +97,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _execution_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--device", choices=["cpu", "cuda", "auto"], default=None)
+    command.add_argument(
+        "--workers", type=int, default=None, help="notebooks graded at once (default: cores)"
+    )
+    command.add_argument("--cell-timeout", type=float, default=None, help="seconds per cell")
+    command.add_argument("--notebook-timeout", type=float, default=None, help="seconds per run")
+
+
+def _database_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--db",
+        default=None,
+        help="SQLAlchemy URL or SQLite file of the gradebook (default: gradebook.db here)",
+    )
+
+
 def _check(args: argparse.Namespace, config: Config) -> int:
     from grader.grading import check_notebooks
     from grader.report import gradescope_results, junit_xml, render_text, write_json
@@ -77,9 +121,7 @@ def _check(args: argparse.Namespace, config: Config) -> int:
 
     started = time.monotonic()
     paths = args.paths or [config.path(config.exercises_dir)]
-    if args.workers is not None and args.workers < 1:
-        raise GraderError("--workers must be at least 1")
-    results = check_notebooks(paths, config, args.workers, _progress_line())
+    results = check_notebooks(paths, config, _workers(args), _progress_line())
     print(render_text(results), end="")
     if args.json:
         write_json(args.json, gradescope_results(results, time.monotonic() - started))
@@ -90,6 +132,86 @@ def _check(args: argparse.Namespace, config: Config) -> int:
     if ungradable(results):
         return EXIT_GRADER_ERROR
     return EXIT_PASSED if all_passed(results) else EXIT_LOST_POINTS
+
+
+def _workers(args: argparse.Namespace) -> int | None:
+    if args.workers is not None and args.workers < 1:
+        raise GraderError("--workers must be at least 1")
+    workers: int | None = args.workers
+    return workers
+
+
+def _grade(args: argparse.Namespace, config: Config) -> int:
+    from grader.batch import grade_class
+    from grader.gradebook import Gradebook
+
+    workers = _workers(args)
+    with Gradebook(args.db) as gradebook, _ProgressBar() as progress:
+        summary = grade_class(args.submissions, config, gradebook, workers, args.regrade, progress)
+    for problem in summary.problems:
+        print(f"not graded: {problem}", file=sys.stderr)
+    print(
+        f"{summary.collected} notebook(s) found, {summary.recorded} graded and recorded, "
+        f"{summary.skipped} already graded (use --regrade to grade them again); "
+        f"gradebook: {gradebook.where}"
+    )
+    if summary.interrupted:
+        print("grader: interrupted; run the same command again to grade the rest", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_LOST_POINTS if summary.problems else EXIT_PASSED
+
+
+class _ProgressBar:
+    """A tqdm bar on stderr (done/total, rate, time left), silent when stderr is no terminal."""
+
+    def __enter__(self) -> _ProgressBar:
+        self.bar: Any = None
+        return self
+
+    def start(self, total: int) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit="notebook", disable=None, file=sys.stderr)
+
+    def advance(self, submission: Submission, result: NotebookResult) -> None:
+        score = "not graded" if result.error else f"{result.score:g}/{result.max_score:g}"
+        self.bar.set_postfix_str(f"{submission.student}/{result.notebook} {score}")
+        self.bar.update(1)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _export(args: argparse.Namespace, config: Config) -> int:
+    from grader.export import write_csv, write_junit, write_results_json
+    from grader.gradebook import Gradebook
+
+    if not (args.csv or args.results_dir or args.junit):
+        raise GraderError("say what to export: --csv FILE, --results-dir DIR and/or --junit FILE")
+    with Gradebook(args.db) as gradebook:
+        graded = gradebook.latest()
+    if args.csv:
+        write_csv(graded, args.csv)
+        print(f"wrote {args.csv}")
+    if args.results_dir:
+        written = write_results_json(graded, args.results_dir)
+        print(f"wrote {len(written)} results.json file(s) under {args.results_dir}")
+    if args.junit:
+        write_junit(graded, args.junit)
+        print(f"wrote {args.junit}")
+    return EXIT_PASSED
+
+
+def _feedback(args: argparse.Namespace, config: Config) -> int:
+    from grader.feedback import write_feedback
+    from grader.gradebook import Gradebook
+
+    with Gradebook(args.db) as gradebook:
+        graded = gradebook.latest()
+    pages = write_feedback(graded, args.out)
+    print(f"wrote {len(pages)} page(s) under {args.out}; class summary: {args.out / 'index.html'}")
+    return EXIT_PASSED
 
 
 def _progress_line() -> Callable[[NotebookResult], None] | None:

@@ -6,11 +6,14 @@ the grader must read from the notebook:
 - `VALUES`: the notebook variables the checks read;
 - `calls(parameters, rng)` (optional): the grader's calls of student functions (`Call`s);
 - `hidden_parameters(parameters, rng)` (optional): the parameter values of the hidden variant
-  (the seed is drawn by the grader).
+  (the seed is drawn by the grader);
+- functions marked `@figure(...)` (optional): plots for the student's feedback
+  (`grader.figures`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +26,7 @@ import numpy as np
 from grader.config import Config
 from grader.errors import CourseError, UnknownNotebookError
 from grader.extract import Call
+from grader.figures import FigureSpec, declared_figures
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class CheckSpec:
     values: tuple[str, ...]
     calls: Callable[[dict[str, Any], np.random.Generator], list[Call]] | None
     hidden_parameters: Callable[[dict[str, Any], np.random.Generator], dict[str, Any]] | None
+    figures: tuple[FigureSpec, ...] = ()
 
 
 def find_exercises(config: Config) -> dict[str, Exercise]:
@@ -58,11 +63,11 @@ def find_exercises(config: Config) -> dict[str, Exercise]:
     }
 
 
-def exercise_for(path: Path, exercises: dict[str, Exercise]) -> Exercise:
-    """The exercise a submitted notebook belongs to, matched by file name."""
-    exercise = exercises.get(path.stem)
+def exercise_for(path: Path, name: str, exercises: dict[str, Exercise]) -> Exercise:
+    """The exercise called `name`, that the submitted notebook `path` claims to be."""
+    exercise = exercises.get(name)
     if exercise is None:
-        raise UnknownNotebookError(path, sorted(exercises))
+        raise UnknownNotebookError(path, sorted(exercises), name)
     for needed in (exercise.exercise_path, exercise.checks_path):
         if not needed.is_file():
             raise CourseError(
@@ -81,6 +86,7 @@ def load_check_spec(exercise: Exercise) -> CheckSpec:
         values=tuple(values),
         calls=getattr(module, "calls", None),
         hidden_parameters=getattr(module, "hidden_parameters", None),
+        figures=declared_figures(vars(module)),
     )
 
 
@@ -94,3 +100,12 @@ def _import_checks(path: Path) -> ModuleType:
     except Exception as error:
         raise CourseError(f"{path}: the checks module failed to import: {error!r}") from error
     return module
+
+
+def course_version(exercise: Exercise, hidden_seed: int) -> str:
+    """A fingerprint of everything that decides an exercise's grades besides the submission:
+    its exercise and solution notebooks, its checks module and the hidden variant's secret."""
+    digest = hashlib.sha256(str(hidden_seed).encode())
+    for path in (exercise.exercise_path, exercise.solution_path, exercise.checks_path):
+        digest.update(path.read_bytes() if path.is_file() else b"")
+    return digest.hexdigest()[:16]

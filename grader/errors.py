@@ -21,12 +21,13 @@ class ConfigError(GraderError):
 class UnknownNotebookError(GraderError):
     """A notebook that matches no exercise of the course."""
 
-    def __init__(self, path: Path, known: list[str]) -> None:
+    def __init__(self, path: Path, known: list[str], name: str | None = None) -> None:
         self.path = path
         self.known = known
+        self.name = path.stem if name is None else name
         names = ", ".join(known) or "none"
         super().__init__(
-            f"{path}: no exercise is called {path.stem!r}; the course has: {names}. "
+            f"{path}: no exercise is called {self.name!r}; the course has: {names}. "
             "Name the notebook after its exercise."
         )
 
@@ -48,3 +49,11 @@ class CourseError(GraderError):
 
 class DeviceError(GraderError):
     """The requested device cannot be used."""
+
+
+class SubmissionsError(GraderError):
+    """The submissions to grade cannot be read (no such folder, not a zip archive, ...)."""
+
+
+class GradebookError(GraderError):
+    """The gradebook database cannot be opened, created or migrated."""

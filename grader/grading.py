@@ -33,6 +33,7 @@ from grader.extract import (
     probe_sources,
     values_request,
 )
+from grader.figures import draw_figures
 from grader.notebook import grade_id, is_todo, read_course_notebook
 from grader.pool import KernelPool
 from grader.prepare import (
@@ -42,12 +43,13 @@ from grader.prepare import (
     variants,
     with_parameters,
 )
-from grader.results import NotebookResult
+from grader.results import Answer, NotebookResult
 from grader.sandbox import ResourceLimits, detect_isolation
 
 GRADER_VERSION = version("autodiff-grader")
 _REFERENCE_LOCKS: dict[str, threading.Lock] = {}
 _REPORTING_LOCK = threading.Lock()
+MAX_ANSWER_CHARS = 20_000
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,16 @@ class _Session:
     pool: KernelPool
 
 
+@dataclass(frozen=True)
+class Job:
+    """One notebook to grade: its file, the exercise it claims to be, and why it cannot be run
+    (set when the submission could not even be collected, e.g. an unsafe archive entry)."""
+
+    path: Path
+    exercise: str
+    problem: str = ""
+
+
 def check_notebooks(
     paths: list[Path],
     config: Config,
@@ -78,13 +90,32 @@ def check_notebooks(
 ) -> list[NotebookResult]:
     """Grade each notebook in `paths` (folders are searched for `*.ipynb`), in order.
 
-    `workers` notebooks are graded at once (default: one per core), each worker with its own
-    pool of warm kernels; `on_result` is called with each result as soon as it is ready.
+    A notebook is matched to the exercise of the same name. `workers` notebooks are graded at
+    once (default: one per core), each worker with its own pool of warm kernels; `on_result` is
+    called with each result as soon as it is ready.
     """
-    jobs = _match(expand_paths(paths), find_exercises(config))
-    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    jobs = [Job(path, path.stem) for path in expand_paths(paths)]
+    report = None if on_result is None else (lambda _index, result: on_result(result))
+    return grade_jobs(jobs, config, workers, report)
+
+
+def grade_jobs(
+    jobs: list[Job],
+    config: Config,
+    workers: int | None = None,
+    on_result: Callable[[int, NotebookResult], None] | None = None,
+    stop: threading.Event | None = None,
+) -> list[NotebookResult]:
+    """Grade `jobs` in parallel; `on_result(index, result)` is called as each one is ready.
+
+    Once `stop` is set, no new job is started and results finished afterwards are not reported;
+    the results returned are those of the jobs that were reported.
+    """
+    planned = _match(jobs, find_exercises(config))
+    workers = max(1, min(workers or os.cpu_count() or 1, len(planned)))
     limits = execution_limits(config, workers)
-    pending = deque(enumerate(jobs))
+    pending = deque(enumerate(planned))
+    stop = stop or threading.Event()
     results: dict[int, NotebookResult] = {}
 
     def work() -> None:
@@ -92,48 +123,57 @@ def check_notebooks(
             with KernelPool(limits.resources, limits.threads) as pool:
                 pool.prime()  # the first kernel warms while torch is imported here
                 session = _Session(config, resolve_device(config.device), limits, pool)
-                while pending:
+                while pending and not stop.is_set():
                     try:
-                        index, (path, course) = pending.popleft()
+                        index, (job, course) = pending.popleft()
                     except IndexError:
                         return
-                    results[index] = _grade_job(path, course, session)
-                    if on_result is not None:
-                        with _REPORTING_LOCK:
-                            on_result(results[index])
+                    result = _grade_job(job, course, session)
+                    with _REPORTING_LOCK:
+                        if stop.is_set():
+                            return
+                        results[index] = result
+                        if on_result is not None:
+                            on_result(index, result)
         finally:
             ensure_event_loop().close()  # the loop jupyter_client made for this thread
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grader") as executor:
-        for future in [executor.submit(work) for _ in range(workers)]:
-            future.result()
-    return [results[index] for index in range(len(jobs))]
+        futures = [executor.submit(work) for _ in range(workers)]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            stop.set()  # Ctrl-C or a grader error: finish the notebooks in progress, start none
+            raise
+    return [results[index] for index in sorted(results)]
 
 
 def _match(
-    notebooks: list[Path], exercises: dict[str, Exercise]
-) -> list[tuple[Path, _Course | UnknownNotebookError]]:
-    """Each notebook with its exercise, loaded once per exercise, or why it has none."""
+    jobs: list[Job], exercises: dict[str, Exercise]
+) -> list[tuple[Job, _Course | GraderError]]:
+    """Each job with its exercise, loaded once per exercise, or why it has none."""
     courses: dict[str, _Course] = {}
-    jobs: list[tuple[Path, _Course | UnknownNotebookError]] = []
-    for path in notebooks:
+    planned: list[tuple[Job, _Course | GraderError]] = []
+    for job in jobs:
+        if job.problem:
+            planned.append((job, GraderError(f"{job.path.name}: {job.problem}")))
+            continue
         try:
-            exercise = exercise_for(path, exercises)
+            exercise = exercise_for(job.path, job.exercise, exercises)
         except UnknownNotebookError as error:
-            jobs.append((path, error))
+            planned.append((job, error))
             continue
         if exercise.name not in courses:
             courses[exercise.name] = _load_course(exercise)
-        jobs.append((path, courses[exercise.name]))
-    return jobs
+        planned.append((job, courses[exercise.name]))
+    return planned
 
 
-def _grade_job(
-    path: Path, course: _Course | UnknownNotebookError, session: _Session
-) -> NotebookResult:
-    if isinstance(course, UnknownNotebookError):
-        return NotebookResult(path.stem, str(path), (), error=str(course))
-    return grade_notebook(path, course, session)
+def _grade_job(job: Job, course: _Course | GraderError, session: _Session) -> NotebookResult:
+    if isinstance(course, GraderError):
+        return NotebookResult(job.exercise, str(job.path), (), error=str(course))
+    return grade_notebook(job.path, course, session)
 
 
 def expand_paths(paths: list[Path]) -> list[Path]:
@@ -192,7 +232,22 @@ def grade_notebook(path: Path, course: _Course, session: _Session) -> NotebookRe
         device=session.device,
         isolation=detect_isolation().description,
         seeds=tuple(int(v.parameters.get("seed", 0)) for v in plan),
+        answers=() if prepared.unreadable else todo_answers(prepared.notebook),
+        figures=draw_figures(course.spec.figures, runs[0]),
     )
+
+
+def todo_answers(nb: NotebookNode) -> tuple[Answer, ...]:
+    """The code of every TO DO cell of a prepared notebook (long cells are cut)."""
+    answers = []
+    for cell in nb.cells:
+        gid = grade_id(cell)
+        if is_todo(cell) and gid:
+            source = str(cell.source)
+            if len(source) > MAX_ANSWER_CHARS:
+                source = source[:MAX_ANSWER_CHARS] + "\n# ... (cut: the cell is too long to show)"
+            answers.append(Answer(gid, source))
+    return tuple(answers)
 
 
 def _variant_runs(

@@ -26,6 +26,39 @@ class CheckResult:
 
 
 @dataclass(frozen=True)
+class Series:
+    """One line or set of points of a figure."""
+
+    label: str
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+    style: str = "line"
+    """`line`, `dashed` or `points`."""
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A plot for the student's feedback, as data: the feedback stage draws it."""
+
+    grade_id: str
+    title: str
+    xlabel: str
+    ylabel: str
+    series: tuple[Series, ...] = ()
+    log_y: bool = False
+    missing: str = ""
+    """Why the figure could not be made from the student's run (it then has no series)."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The code a student wrote in one TO DO cell."""
+
+    grade_id: str
+    source: str
+
+
+@dataclass(frozen=True)
 class NotebookResult:
     """Every check of one submitted notebook, and what the grader noticed along the way."""
 
@@ -39,6 +72,8 @@ class NotebookResult:
     error: str = ""
     """Why the grader could not grade this notebook at all (it then has no checks)."""
     seeds: tuple[int, ...] = field(default_factory=tuple)
+    answers: tuple[Answer, ...] = ()
+    figures: tuple[Figure, ...] = ()
 
     @property
     def score(self) -> float:

@@ -1,0 +1,404 @@
+"""The gradebook: students, submissions, runs and check results, in any SQL database.
+
+SQLite by default (a `gradebook.db` file, no server), any SQLAlchemy URL otherwise (PostgreSQL
+for a department). History is kept: grading a submission again adds a run, it never erases one.
+The schema is created and migrated by the grader itself (Alembic revisions in
+`grader/migrations/versions`), the first time a gradebook is opened by a newer grader.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Engine,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    inspect,
+    select,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+
+from grader.errors import GradebookError
+from grader.results import Answer, CheckResult, Figure, NotebookResult, Series
+from grader.submissions import Submission
+
+DEFAULT_DATABASE = "gradebook.db"
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class Base(DeclarativeBase):
+    """The gradebook's tables (their history is in the migrations)."""
+
+
+class StudentRow(Base):
+    __tablename__ = "students"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String, unique=True)
+
+
+class SubmissionRow(Base):
+    __tablename__ = "submissions"
+    __table_args__ = (UniqueConstraint("student_id", "notebook", "sha256"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    student_id: Mapped[int] = mapped_column(ForeignKey("students.id"), index=True)
+    notebook: Mapped[str] = mapped_column(String)
+    file: Mapped[str] = mapped_column(String)
+    sha256: Mapped[str] = mapped_column(String(64))
+    submitted_at: Mapped[datetime]
+    received_at: Mapped[datetime]
+    student: Mapped[StudentRow] = relationship()
+    answers: Mapped[list[AnswerRow]] = relationship(order_by="AnswerRow.id")
+
+
+class AnswerRow(Base):
+    __tablename__ = "answers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), index=True)
+    grade_id: Mapped[str] = mapped_column(String)
+    source: Mapped[str] = mapped_column(Text)
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), index=True)
+    graded_at: Mapped[datetime]
+    grader_version: Mapped[str] = mapped_column(String)
+    course_version: Mapped[str] = mapped_column(String)
+    device: Mapped[str] = mapped_column(String)
+    isolation: Mapped[str] = mapped_column(Text)
+    seeds: Mapped[list[int]] = mapped_column(JSON)
+    seconds: Mapped[float] = mapped_column(Float)
+    score: Mapped[float] = mapped_column(Float)
+    max_score: Mapped[float] = mapped_column(Float)
+    error: Mapped[str] = mapped_column(Text)
+    notices: Mapped[list[str]] = mapped_column(JSON)
+    figures: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    checks: Mapped[list[CheckRow]] = relationship(order_by="CheckRow.position")
+
+
+class CheckRow(Base):
+    __tablename__ = "check_results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    grade_id: Mapped[str] = mapped_column(String)
+    name: Mapped[str] = mapped_column(String)
+    points: Mapped[float] = mapped_column(Float)
+    score: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String)
+    message: Mapped[str] = mapped_column(Text)
+
+
+@dataclass(frozen=True)
+class GradedNotebook:
+    """A submission's latest run, as read back from the gradebook."""
+
+    student: str
+    file: str
+    sha256: str
+    submitted_at: datetime
+    graded_at: datetime
+    grader_version: str
+    result: NotebookResult
+
+
+def database_url(location: str | None) -> str:
+    """A SQLAlchemy URL from `--db`: a URL as given, a plain path as a SQLite file."""
+    if not location:
+        return f"sqlite:///{DEFAULT_DATABASE}"
+    if "://" not in location:
+        return f"sqlite:///{Path(location)}"
+    return location
+
+
+class Gradebook:
+    """An open gradebook; the schema is brought up to date when it is opened."""
+
+    def __init__(self, location: str | None = None) -> None:
+        self.url = database_url(location)
+        self.engine = _engine(self.url)
+        self.where = self.engine.url.render_as_string(hide_password=True)
+        migrate(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Gradebook:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def is_graded(self, submission: Submission, grader_version: str, course_version: str) -> bool:
+        """Whether this very file was already graded by this grader against this course."""
+        query = (
+            select(RunRow.id)
+            .join(SubmissionRow, RunRow.submission_id == SubmissionRow.id)
+            .join(StudentRow, SubmissionRow.student_id == StudentRow.id)
+            .where(
+                StudentRow.name == submission.student,
+                SubmissionRow.notebook == submission.exercise,
+                SubmissionRow.sha256 == submission.sha256,
+                RunRow.grader_version == grader_version,
+                RunRow.course_version == course_version,
+            )
+            .limit(1)
+        )
+        with Session(self.engine) as session:
+            return session.scalar(query) is not None
+
+    def record(
+        self,
+        submission: Submission,
+        result: NotebookResult,
+        grader_version: str,
+        course_version: str,
+    ) -> None:
+        """Add a run of `submission` with its check results, in one transaction."""
+        try:
+            with Session(self.engine) as session, session.begin():
+                row = _submission_row(session, submission, result.answers)
+                session.add(_run_row(row.id, result, grader_version, course_version))
+        except SQLAlchemyError as error:
+            raise GradebookError(
+                f"cannot record {submission.file} in the gradebook {self.where}: {error}"
+            ) from error
+
+    def latest(self) -> list[GradedNotebook]:
+        """For every student and notebook, the latest submission's latest run."""
+        with Session(self.engine) as session:
+            submissions = session.scalars(
+                select(SubmissionRow).order_by(SubmissionRow.submitted_at, SubmissionRow.id)
+            ).all()
+            current = {(s.student_id, s.notebook): s for s in submissions}
+            runs = _latest_runs(session, [s.id for s in current.values()])
+            graded = [
+                _graded(submission, runs[submission.id])
+                for submission in current.values()
+                if submission.id in runs
+            ]
+        return sorted(graded, key=lambda g: (g.student, g.result.notebook))
+
+    def run_count(self) -> int:
+        """How many runs the gradebook holds (history included)."""
+        with Session(self.engine) as session:
+            return len(session.scalars(select(RunRow.id)).all())
+
+
+def _engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as error:
+        raise GradebookError(
+            f"--db {url!r} is not a database URL or a file path: {error}"
+        ) from None
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")  # the driver this package installs
+    try:
+        return create_engine(parsed)
+    except (ArgumentError, ImportError) as error:
+        raise GradebookError(f"cannot use the database {url!r}: {error}") from None
+
+
+def migrate(engine: Engine) -> None:
+    """Create the schema, or bring it up to the newest revision; refuse a foreign database."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    alembic = AlembicConfig()
+    alembic.set_main_option("script_location", str(MIGRATIONS))
+    known = {script.revision for script in ScriptDirectory.from_config(alembic).walk_revisions()}
+    try:
+        with engine.begin() as connection:
+            tables = set(inspect(connection).get_table_names())
+            _refuse_foreign(tables, connection, known, engine)
+            alembic.attributes["connection"] = connection
+            command.upgrade(alembic, "head")
+    except SQLAlchemyError as error:
+        where = engine.url.render_as_string(hide_password=True)
+        raise GradebookError(f"cannot open the gradebook {where}: {error}") from None
+
+
+def _refuse_foreign(tables: set[str], connection: Any, known: set[str], engine: Engine) -> None:
+    where = engine.url.render_as_string(hide_password=True)
+    if tables and "alembic_version" not in tables:
+        raise GradebookError(
+            f"{where} already holds tables ({', '.join(sorted(tables))}) but is not a gradebook; "
+            "give --db a new file or an empty database"
+        )
+    if "alembic_version" in tables:
+        revisions = {
+            row[0] for row in connection.exec_driver_sql("SELECT version_num FROM alembic_version")
+        }
+        unknown = revisions - known
+        if unknown:
+            raise GradebookError(
+                f"{where} was written by a newer grader (schema revision {', '.join(unknown)}); "
+                "upgrade the grader to read it"
+            )
+
+
+def _submission_row(
+    session: Session, submission: Submission, answers: tuple[Answer, ...]
+) -> SubmissionRow:
+    student = session.scalar(select(StudentRow).where(StudentRow.name == submission.student))
+    if student is None:
+        student = StudentRow(name=submission.student)
+        session.add(student)
+        session.flush()
+    row = session.scalar(
+        select(SubmissionRow).where(
+            SubmissionRow.student_id == student.id,
+            SubmissionRow.notebook == submission.exercise,
+            SubmissionRow.sha256 == submission.sha256,
+        )
+    )
+    if row is None:
+        row = SubmissionRow(
+            student_id=student.id,
+            notebook=submission.exercise,
+            file=submission.file,
+            sha256=submission.sha256,
+            submitted_at=submission.submitted_at,
+            received_at=_now(),
+            answers=[AnswerRow(grade_id=a.grade_id, source=a.source) for a in answers],
+        )
+        session.add(row)
+        session.flush()
+    return row
+
+
+def _run_row(
+    submission_id: int, result: NotebookResult, grader_version: str, course_version: str
+) -> RunRow:
+    return RunRow(
+        submission_id=submission_id,
+        graded_at=_now(),
+        grader_version=grader_version,
+        course_version=course_version,
+        device=result.device,
+        isolation=result.isolation,
+        seeds=list(result.seeds),
+        seconds=result.seconds,
+        score=result.score,
+        max_score=result.max_score,
+        error=result.error,
+        notices=list(result.notices),
+        figures=[figure_to_json(figure) for figure in result.figures],
+        checks=[
+            CheckRow(
+                position=position,
+                grade_id=check.grade_id,
+                name=check.name,
+                points=check.points,
+                score=check.score,
+                status=check.status,
+                message=check.message,
+            )
+            for position, check in enumerate(result.checks)
+        ],
+    )
+
+
+def _latest_runs(session: Session, submission_ids: list[int]) -> dict[int, RunRow]:
+    latest: dict[int, RunRow] = {}
+    for chunk in _chunks(submission_ids, 500):
+        query = select(RunRow).where(RunRow.submission_id.in_(chunk)).order_by(RunRow.id)
+        for run in session.scalars(query):
+            latest[run.submission_id] = run
+    return latest
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _graded(submission: SubmissionRow, run: RunRow) -> GradedNotebook:
+    result = NotebookResult(
+        notebook=submission.notebook,
+        path=submission.file,
+        checks=tuple(
+            CheckResult(
+                submission.notebook, c.grade_id, c.name, c.points, c.score, c.status, c.message
+            )
+            for c in run.checks
+        ),
+        notices=tuple(run.notices),
+        seconds=run.seconds,
+        device=run.device,
+        isolation=run.isolation,
+        error=run.error,
+        seeds=tuple(run.seeds),
+        answers=tuple(Answer(a.grade_id, a.source) for a in submission.answers),
+        figures=tuple(figure_from_json(figure) for figure in run.figures),
+    )
+    return GradedNotebook(
+        student=submission.student.name,
+        file=submission.file,
+        sha256=submission.sha256,
+        submitted_at=submission.submitted_at,
+        graded_at=run.graded_at,
+        grader_version=run.grader_version,
+        result=result,
+    )
+
+
+def figure_to_json(figure: Figure) -> dict[str, Any]:
+    """A figure as JSON any database accepts (no NaN: missing points become null)."""
+    return {
+        "grade_id": figure.grade_id,
+        "title": figure.title,
+        "xlabel": figure.xlabel,
+        "ylabel": figure.ylabel,
+        "log_y": figure.log_y,
+        "missing": figure.missing,
+        "series": [
+            {"label": s.label, "style": s.style, "x": _nulls(s.x), "y": _nulls(s.y)}
+            for s in figure.series
+        ],
+    }
+
+
+def figure_from_json(data: dict[str, Any]) -> Figure:
+    """The inverse of `figure_to_json`."""
+    series = tuple(
+        Series(s["label"], _nans(s["x"]), _nans(s["y"]), s["style"]) for s in data["series"]
+    )
+    return Figure(
+        data["grade_id"], data["title"], data["xlabel"], data["ylabel"], series,
+        bool(data["log_y"]), data["missing"],
+    )  # fmt: skip
+
+
+def _nulls(values: Iterable[float]) -> list[float | None]:
+    return [value if math.isfinite(value) else None for value in values]
+
+
+def _nans(values: Iterable[float | None]) -> tuple[float, ...]:
+    return tuple(math.nan if value is None else float(value) for value in values)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
