@@ -40,6 +40,14 @@ def test_solutions_pass_under_another_secret_hidden_seed(course: Config) -> None
     other = dataclasses.replace(course, hidden_seed=20261122)
     results = check_notebooks([ROOT / "solutions"], other)
     assert [check_id(c) for r in results for c in r.checks if not c.passed] == []
+    # Every TO DO cell has a figure, and each is drawn: the solution's history is the reference's.
+    for result in results:
+        assert {f.grade_id for f in result.figures} == {a.grade_id for a in result.answers}
+        for figure in result.figures:
+            assert figure.missing == "" and figure.series, (result.notebook, figure.title)
+            lines = {series.label: series.y for series in figure.series}
+            if "your run" in lines:
+                assert lines["your run"] == pytest.approx(lines["reference solution"], rel=1e-3)
 
 
 def test_untouched_exercises_score_zero_with_one_message_per_cell(course: Config) -> None:
@@ -50,6 +58,7 @@ def test_untouched_exercises_score_zero_with_one_message_per_cell(course: Config
             assert check.message == (
                 f"cell `{check.grade_id}` is not done yet (it still raises NotImplementedError)"
             )
+        assert all("is not done yet" in figure.missing for figure in result.figures)
 
 
 WRONG = {

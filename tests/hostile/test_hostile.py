@@ -13,8 +13,8 @@ import pytest
 from grader.cli import main
 from grader.config import Config
 from grader.sandbox import detect_isolation
-from tests.conftest import write
-from tests.hostile.conftest import grade, messages, mini_solution, submission
+from tests.conftest import mini_solution, submission, write
+from tests.hostile.conftest import grade, messages
 
 pytestmark = pytest.mark.slow
 
