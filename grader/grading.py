@@ -111,30 +111,49 @@ def grade_jobs(
     Once `stop` is set, no new job is started and results finished afterwards are not reported;
     the results returned are those of the jobs that were reported.
     """
-    planned = _match(jobs, find_exercises(config))
-    workers = max(1, min(workers or os.cpu_count() or 1, len(planned)))
-    limits = execution_limits(config, workers)
-    pending = deque(enumerate(planned))
     stop = stop or threading.Event()
     results: dict[int, NotebookResult] = {}
+
+    def report(index: int, result: NotebookResult) -> None:
+        with _REPORTING_LOCK:
+            if not stop.is_set():
+                results[index] = result
+                if on_result is not None:
+                    on_result(index, result)
+
+    pending: deque[tuple[int, Job, _Course]] = deque()
+    for index, (job, course) in enumerate(_match(jobs, find_exercises(config))):
+        if isinstance(course, GraderError):  # nothing to run: reported at once
+            report(index, NotebookResult(job.exercise, str(job.path), (), error=str(course)))
+        else:
+            pending.append((index, job, course))
+    if pending:
+        _run_workers(pending, config, workers, report, stop)
+    return [results[index] for index in sorted(results)]
+
+
+def _run_workers(
+    pending: deque[tuple[int, Job, _Course]],
+    config: Config,
+    workers: int | None,
+    report: Callable[[int, NotebookResult], None],
+    stop: threading.Event,
+) -> None:
+    """Grade the pending notebooks on `workers` threads, each with its own pool of kernels."""
+    workers = max(1, min(workers or os.cpu_count() or 1, len(pending)))
+    limits = execution_limits(config, workers)
 
     def work() -> None:
         try:
             with KernelPool(limits.resources, limits.threads) as pool:
                 pool.prime()  # the first kernel warms while torch is imported here
                 session = _Session(config, resolve_device(config.device), limits, pool)
-                while pending and not stop.is_set():
+                while not stop.is_set():
                     try:
-                        index, (job, course) = pending.popleft()
+                        index, job, course = pending.popleft()
                     except IndexError:
                         return
-                    result = _grade_job(job, course, session)
-                    with _REPORTING_LOCK:
-                        if stop.is_set():
-                            return
-                        results[index] = result
-                        if on_result is not None:
-                            on_result(index, result)
+                    report(index, grade_notebook(job.path, course, session))
         finally:
             ensure_event_loop().close()  # the loop jupyter_client made for this thread
 
@@ -146,7 +165,6 @@ def grade_jobs(
         except BaseException:
             stop.set()  # Ctrl-C or a grader error: finish the notebooks in progress, start none
             raise
-    return [results[index] for index in sorted(results)]
 
 
 def _match(
@@ -168,12 +186,6 @@ def _match(
             courses[exercise.name] = _load_course(exercise)
         planned.append((job, courses[exercise.name]))
     return planned
-
-
-def _grade_job(job: Job, course: _Course | GraderError, session: _Session) -> NotebookResult:
-    if isinstance(course, GraderError):
-        return NotebookResult(job.exercise, str(job.path), (), error=str(course))
-    return grade_notebook(job.path, course, session)
 
 
 def expand_paths(paths: list[Path]) -> list[Path]:

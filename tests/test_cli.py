@@ -42,3 +42,30 @@ def test_bad_option_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
 def test_assign_check_reports_up_to_date(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "assign", "--check")
     assert code == 0 and "up to date" in out
+
+
+def test_grade_of_a_missing_folder_is_a_grader_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = run(capsys, "grade", str(tmp_path / "nope"), "--db", str(tmp_path / "g.db"))
+    assert code == 2 and "no such folder or archive" in err
+
+
+def test_grade_into_a_foreign_database_is_a_grader_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "notes.db").write_text("not a database\n" * 100)
+    code, _, err = run(capsys, "grade", str(tmp_path), "--db", str(tmp_path / "notes.db"))
+    assert code == 2 and "cannot open the gradebook" in err and "Traceback" not in err
+
+
+def test_grade_records_unknown_notebooks_without_starting_kernels(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    write(make_notebook([make_cell("x = 1", "a")]), tmp_path / "class" / "ann", "homework")
+    db = str(tmp_path / "g.db")
+    code, out, err = run(capsys, "grade", str(tmp_path / "class"), "--db", db)
+    assert code == 1 and "1 notebook(s) found, 1 graded and recorded" in out
+    assert "not graded: ann: " in err and "no exercise is called 'homework'" in err
+    code, out, _ = run(capsys, "grade", str(tmp_path / "class"), "--db", db)
+    assert code == 0 and "0 graded and recorded, 1 already graded" in out
