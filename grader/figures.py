@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from grader.check import CheckFailed, NotebookRun, VariantRuns
+from grader.check import CheckFailed, NotebookRun, VariantRuns, describe_cell_failure
 from grader.results import Figure, Series
 
 MAX_POINTS = 1000
@@ -88,6 +88,10 @@ def _draw(spec: FigureSpec, runs: VariantRuns) -> Figure:
     student = NotebookRun(runs.student, spec.grade_id, "student")
     reference = NotebookRun(runs.reference, spec.grade_id, "reference")
     empty = Figure(spec.grade_id, spec.title, spec.xlabel, spec.ylabel, log_y=spec.log_y)
+    cell = runs.student.cells.get(spec.grade_id)
+    if cell is not None and cell.status != "ok":  # as for the checks: nothing of a failed cell
+        why = describe_cell_failure(spec.grade_id, cell.status, cell.ename, cell.evalue)
+        return dataclasses.replace(empty, missing=why)
     try:
         series = spec.build(student, reference, dict(runs.student.parameters))
     except CheckFailed as missing:

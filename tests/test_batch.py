@@ -17,7 +17,7 @@ from grader.batch import grade_class
 from grader.cli import main
 from grader.config import Config
 from grader.gradebook import Gradebook
-from tests.conftest import submission
+from tests.conftest import edit_solution, solution, submission, write
 
 pytestmark = pytest.mark.slow
 
@@ -107,3 +107,22 @@ def test_ctrl_c_loses_no_finished_result(mini_course: Config, tmp_path: Path) ->
     assert len(final) == 8 and set(final.values()) == {2.0}
     with Gradebook(db) as gradebook:
         assert gradebook.run_count() == 8, "the second run graded only what was left"
+
+
+def test_grade_export_feedback_on_the_course(course: Config, tmp_path: Path) -> None:
+    folder, db, out = tmp_path / "class", str(tmp_path / "gradebook.db"), tmp_path / "feedback"
+    write(solution("03_linear_regression_module"), folder / "ann", "03_linear_regression_module")
+    wrong = edit_solution(
+        "03_linear_regression_module", "training_loop", "optimizer.zero_grad()", "pass"
+    )
+    write(wrong, folder / "ben", "03_linear_regression_module")
+    root = ["--course", str(course.root)]
+    assert main([*root, "grade", str(folder), "--db", db]) == 0
+    assert main([*root, "export", "--db", db, "--csv", str(tmp_path / "grades.csv")]) == 0
+    assert main([*root, "feedback", "--db", db, "--out", str(out)]) == 0
+    totals = [line.split(",")[-2:] for line in (tmp_path / "grades.csv").read_text().splitlines()]
+    assert totals[1:] == [["6.0", "6.0"], ["4.0", "6.0"]]
+    page = (out / "ben" / "03_linear_regression_module.html").read_text()
+    assert page.count("data:image/png;base64,") == 3, "mse, cost history and fitted line"
+    assert "departs from the reference" in page and "optimizer.step()" in page
+    assert (out / "index.html").is_file()

@@ -1,0 +1,119 @@
+"""The feedback pages in a real browser: they render, every image loads, nothing errs, and the
+numbers a reader sees are the gradebook's."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+
+from grader.feedback import write_feedback
+from grader.gradebook import GradedNotebook
+from tests.test_feedback import build_gradebook
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+
+@dataclass(frozen=True)
+class Site:
+    graded: list[GradedNotebook]
+    pages: list[Path]
+
+    def page(self, item: GradedNotebook) -> Path:
+        return self.pages[self.graded.index(item)]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
+    folder = tmp_path_factory.mktemp("feedback")
+    graded = build_gradebook(folder).latest()
+    return Site(graded, write_feedback(graded, folder / "out"))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
+    if missing:
+        pytest.skip(f"needs Debian's chromium and chromedriver; missing: {', '.join(missing)}")
+    options = webdriver.ChromeOptions()
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1200,900"):
+        options.add_argument(argument)
+    options.binary_location = str(CHROMIUM)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    yield driver
+    driver.quit()
+
+
+def open_page(browser: WebDriver, page: Path) -> None:
+    browser.get(page.as_uri())
+    assert browser.execute_script("return document.readyState") == "complete"
+
+
+def test_every_page_renders_loads_its_images_and_logs_no_error(
+    browser: WebDriver, site: Site
+) -> None:
+    for page in site.pages:
+        open_page(browser, page)  # a script of a student's that ran would have raised an alert
+        assert browser.title and browser.find_element(By.TAG_NAME, "h1").text
+        assert browser.find_elements(By.TAG_NAME, "h2")
+        loaded = browser.execute_script(
+            "return Array.from(document.images, image => image.complete && image.naturalWidth)"
+        )
+        assert all(width and width > 0 for width in loaded), page
+        assert browser.execute_script("return document.scripts.length") == 0
+        severe = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+        assert severe == [], page
+
+
+def test_the_scores_a_student_reads_are_the_gradebooks(browser: WebDriver, site: Site) -> None:
+    for item in site.graded:
+        open_page(browser, site.page(item))
+        assert browser.find_element(By.ID, "student").text == item.student
+        assert browser.find_element(By.ID, "score").text == f"{item.result.score:g}"
+        if not item.result.error:
+            maximum = browser.find_element(By.ID, "max-score").text
+            assert maximum == f"{item.result.max_score:g}"
+        assert item.result.notebook in browser.title
+
+
+def test_the_summary_shows_each_checks_pass_rate_and_links_every_page(
+    browser: WebDriver, site: Site
+) -> None:
+    open_page(browser, site.pages[-1])
+    assert browser.find_element(By.ID, "students").text == str(
+        len({g.student for g in site.graded})
+    )
+    shown = {
+        row.get_attribute("data-check"): row.find_element(By.CSS_SELECTOR, ".share").text
+        for row in browser.find_elements(By.CSS_SELECTOR, "tr.rate")
+    }
+    assert shown == expected_shares(site.graded)
+    links = browser.find_elements(By.CSS_SELECTOR, "table.students a")
+    targets = {Path(browser.execute_script("return arguments[0].href", a)[7:]) for a in links}
+    assert targets == set(site.pages[:-1])
+
+
+def expected_shares(graded: list[GradedNotebook]) -> dict[str, str]:
+    """`grade_id::check` -> the share of the notebook's students who passed it, counted here."""
+    shares = {}
+    for item in graded:
+        students = [g for g in graded if g.result.notebook == item.result.notebook]
+        for check in item.result.checks:
+            passed = sum(
+                c.passed
+                for g in students
+                for c in g.result.checks
+                if (c.grade_id, c.name) == (check.grade_id, check.name)
+            )
+            shares[f"{check.grade_id}::{check.name}"] = f"{round(100 * passed / len(students))}%"
+    return shares
