@@ -18,6 +18,7 @@ records it with a message that names the file and the exercises.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import stat
 import tempfile
@@ -61,15 +62,24 @@ def open_submissions(source: Path, exercises: Collection[str]) -> Iterator[list[
     An archive is extracted into a temporary folder that lives as long as the context.
     """
     if source.is_dir():
-        yield find_submissions(source, exercises)
+        yield _some(source, find_submissions(source, exercises))
     elif source.is_file() and zipfile.is_zipfile(source):
         with tempfile.TemporaryDirectory(prefix="grader-submissions-") as folder:
             root, problems = extract_archive(source, Path(folder))
-            yield find_submissions(root, exercises, problems)
+            yield _some(source, find_submissions(root, exercises, problems))
     elif source.is_file():
         raise SubmissionsError(f"{source}: not a folder or a .zip archive of submissions")
     else:
         raise SubmissionsError(f"{source}: no such folder or archive")
+
+
+def _some(source: Path, found: list[Submission]) -> list[Submission]:
+    if not found:
+        raise SubmissionsError(
+            f"{source}: no .ipynb notebooks found (expected <student>/<notebook>.ipynb "
+            "or <student>_<anything>_<notebook>.ipynb)"
+        )
+    return found
 
 
 def find_submissions(
@@ -187,6 +197,8 @@ def extract_archive(archive: Path, into: Path) -> tuple[Path, dict[Path, str]]:
             target.parent.mkdir(parents=True, exist_ok=True)
             written, problem = _extract_member(zipped, info, target, budget)
             budget -= written
+            stamp = datetime(*info.date_time, tzinfo=timezone.utc).timestamp()
+            os.utime(target, (stamp, stamp))  # the entry's time is when it was handed in
             if problem:
                 problems[target] = problem
     return _archive_root(archive, into), problems

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import zipfile
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,22 @@ def test_a_zip_of_folders_and_lms_files(tmp_path: Path) -> None:
     found = collect(archive)
     assert summary(found) == [("alice", "01_autograd_basics", ""), ("bob", "basics", "")]
     assert not found[0].path.exists(), "the extracted copy lives only as long as the context"
+
+
+def test_a_zipped_notebook_keeps_its_time(tmp_path: Path) -> None:
+    archive = tmp_path / "class.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr(zipfile.ZipInfo("alice/basics.ipynb", (2026, 11, 3, 23, 59, 58)), NOTEBOOK)
+    (found,) = collect(archive)
+    assert found.submitted_at == datetime(2026, 11, 3, 23, 59, 58)
+
+
+def test_no_notebooks_at_all_is_an_error(tmp_path: Path) -> None:
+    put(tmp_path / "alice" / "notes.txt", b"")
+    with pytest.raises(SubmissionsError, match=r"no \.ipynb notebooks found"):
+        collect(tmp_path)
+    with pytest.raises(SubmissionsError, match=r"no \.ipynb notebooks found"):
+        collect(make_zip(tmp_path.parent / f"{tmp_path.name}.zip", {"a/readme.md": b""}))
 
 
 def test_a_zip_of_the_submissions_folder_itself(tmp_path: Path) -> None:
