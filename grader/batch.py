@@ -7,7 +7,6 @@ whose file, grader version and course are unchanged, and grades the rest.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -72,11 +71,10 @@ def grade_class(
             if progress is not None:
                 progress.advance(submission, result)
 
-        stop = threading.Event()
         jobs = [Job(s.path, s.exercise, s.problem) for s in todo]
         try:
             if jobs:
-                grade_jobs(jobs, config, workers, record, stop)
+                grade_jobs(jobs, config, workers, record)
         except KeyboardInterrupt:
             return _summary(submissions, todo, recorded, interrupted=True)
     return _summary(submissions, todo, recorded)

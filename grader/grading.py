@@ -104,22 +104,19 @@ def grade_jobs(
     config: Config,
     workers: int | None = None,
     on_result: Callable[[int, NotebookResult], None] | None = None,
-    stop: threading.Event | None = None,
 ) -> list[NotebookResult]:
     """Grade `jobs` in parallel; `on_result(index, result)` is called as each one is ready.
 
-    Once `stop` is set, no new job is started and results finished afterwards are not reported;
-    the results returned are those of the jobs that were reported.
+    On Ctrl-C (or a grader error) no new job is started; the notebooks in progress finish and
+    are reported before the exception goes on.
     """
-    stop = stop or threading.Event()
     results: dict[int, NotebookResult] = {}
 
     def report(index: int, result: NotebookResult) -> None:
         with _REPORTING_LOCK:
-            if not stop.is_set():
-                results[index] = result
-                if on_result is not None:
-                    on_result(index, result)
+            results[index] = result
+            if on_result is not None:
+                on_result(index, result)
 
     pending: deque[tuple[int, Job, _Course]] = deque()
     for index, (job, course) in enumerate(_match(jobs, find_exercises(config))):
@@ -128,7 +125,7 @@ def grade_jobs(
         else:
             pending.append((index, job, course))
     if pending:
-        _run_workers(pending, config, workers, report, stop)
+        _run_workers(pending, config, workers, report)
     return [results[index] for index in sorted(results)]
 
 
@@ -137,10 +134,10 @@ def _run_workers(
     config: Config,
     workers: int | None,
     report: Callable[[int, NotebookResult], None],
-    stop: threading.Event,
 ) -> None:
     """Grade the pending notebooks on `workers` threads, each with its own pool of kernels."""
     workers = max(1, min(workers or os.cpu_count() or 1, len(pending)))
+    stop = threading.Event()
     limits = execution_limits(config, workers)
 
     def work() -> None:
