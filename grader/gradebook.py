@@ -137,7 +137,7 @@ class Gradebook:
     def __init__(self, location: str | None = None) -> None:
         self.url = database_url(location)
         self.engine = _engine(self.url)
-        self.where = self.engine.url.render_as_string(hide_password=True)
+        self.where = describe(self.engine)
         migrate(self.engine)
 
     def close(self) -> None:
@@ -232,16 +232,19 @@ def migrate(engine: Engine) -> None:
     try:
         with engine.begin() as connection:
             tables = set(inspect(connection).get_table_names())
-            _refuse_foreign(tables, connection, known, engine)
+            _refuse_foreign(tables, connection, known, describe(engine))
             alembic.attributes["connection"] = connection
             command.upgrade(alembic, "head")
     except SQLAlchemyError as error:
-        where = engine.url.render_as_string(hide_password=True)
-        raise GradebookError(f"cannot open the gradebook {where}: {error}") from None
+        raise GradebookError(f"cannot open the gradebook {describe(engine)}: {error}") from None
 
 
-def _refuse_foreign(tables: set[str], connection: Any, known: set[str], engine: Engine) -> None:
-    where = engine.url.render_as_string(hide_password=True)
+def describe(engine: Engine) -> str:
+    """The database's URL, without its password."""
+    return engine.url.render_as_string(hide_password=True)
+
+
+def _refuse_foreign(tables: set[str], connection: Any, known: set[str], where: str) -> None:
     if tables and "alembic_version" not in tables:
         raise GradebookError(
             f"{where} already holds tables ({', '.join(sorted(tables))}) but is not a gradebook; "
