@@ -23,6 +23,7 @@ from typing import Any
 
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.connect import KernelConnectionInfo
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 from jupyter_core.utils import run_sync
@@ -95,7 +96,7 @@ class KernelPool:
         jail = KernelJail(self.resources, isolation)
         manager = AsyncKernelManager(
             kernel_name="grader",
-            kernel_spec_manager=jail.kernel_specs(),
+            kernel_spec_manager=_FixedKernelSpecs(jail.kernel_argv()),
             transport="ipc",
             connection_file=str(jail.connection_file),
             client_factory=_ReadyClient,
@@ -128,6 +129,17 @@ def discard(kernel: WarmKernel) -> None:
             run_sync(kernel.manager.shutdown_kernel)(now=True)
     finally:
         kernel.jail.close()
+
+
+class _FixedKernelSpecs(KernelSpecManager):
+    """Hands out one jail's kernel command, whatever kernel is asked for."""
+
+    def __init__(self, argv: list[str]) -> None:
+        super().__init__()
+        self.argv = argv
+
+    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+        return KernelSpec(argv=self.argv, display_name="grader", language="python")
 
 
 class _ForkedKernel(LocalProvisioner):

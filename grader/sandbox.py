@@ -28,8 +28,6 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
-
 CGROUP_V1 = Path("/sys/fs/cgroup")
 # Private run directories live in memory where possible: what a kernel writes there is then
 # charged to its memory cgroup instead of filling the disk.
@@ -139,10 +137,6 @@ class KernelJail:
     def connection_file(self) -> Path:
         return self.directory / "kernel.json"
 
-    def kernel_specs(self) -> KernelSpecManager:
-        """A kernelspec manager that hands out this jail's kernel command, whatever is asked."""
-        return _FixedKernelSpecs(self.kernel_argv())
-
     def kernel_argv(self) -> list[str]:
         """The kernel's command line, with `{connection_file}` for jupyter_client to fill in.
 
@@ -243,15 +237,6 @@ def rlimits(limits: ResourceLimits) -> dict[str, int]:
         "core": 0,
         "nofile": 1024,
     }
-
-
-class _FixedKernelSpecs(KernelSpecManager):
-    def __init__(self, argv: list[str]) -> None:
-        super().__init__()
-        self.argv = argv
-
-    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
-        return KernelSpec(argv=self.argv, display_name="grader", language="python")
 
 
 def _create_cgroups(name: str, limits: ResourceLimits) -> list[Path]:

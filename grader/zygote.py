@@ -1,8 +1,9 @@
 """Kernels forked from a warm process, each confined in a sandbox of its own before it starts.
 
 A pool's zygote (`python -m grader.zygote`, started with a clean environment) imports numpy,
-torch, matplotlib (Agg) and ipykernel's IPKernelApp once, then checks that it holds no thread, no
-open file but its pipes to the grader and no writable shared memory. It never runs student code.
+torch, matplotlib (Agg) and ipykernel's IPKernelApp once (`ZYGOTE_MODULES`), then checks that it
+holds no thread, no open file but its pipes to the grader and no writable shared memory. It never
+runs student code.
 For each kernel it forks, and the child confines itself before anything else runs:
 
 1. The outer process, which the grader tracks and kills, starts a new session, dies with the
@@ -56,22 +57,21 @@ from grader.errors import GraderError
 from grader.sandbox import RUN_ROOT, SYSTEM_FILES, SYSTEM_PATHS, kernel_environment
 
 WARM_MODULES = ("numpy", "torch", "matplotlib", "matplotlib.pyplot")
+# Once per pool they cost a kernel nothing: torch.optim imports torch._dynamo (a second of CPU)
+# when it makes its first optimizer, matplotlib mplot3d at the first 3-D axes.
+ZYGOTE_MODULES = (*WARM_MODULES, "mpl_toolkits.mplot3d", "torch._dynamo", "ipykernel.kernelapp")
 KERNEL_UIDS = range(2**30, 2**31)  # a fresh one per kernel: no file or keyring of anyone else
 READY_TIMEOUT = 300.0  # the zygote's imports, on a loaded machine with cold caches
 FORK_TIMEOUT = 60.0
 
+# From the Linux headers (sched.h, mount.h, prctl.h, keyctl.h, sockios.h).
 CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS = 0x20000, 0x2000000, 0x4000000
 CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = 0x8000000, 0x20000000, 0x40000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
-MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 0x40000
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x1000, 0x4000, 0x40000
 MNT_DETACH, AT_FDCWD, AT_RECURSIVE = 0x2, -100, 0x8000
-PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP = 1, 4, 24
-PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = (
-    36,
-    38,
-    47,
-    4,
-)
+READ_ONLY, NO_SUID, NO_DEV = 0x1, 0x2, 0x4  # mount_setattr's MOUNT_ATTR_*
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_CHILD_SUBREAPER = 1, 4, 24, 36
+PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 38, 47, 4
 KEYCTL_JOIN_SESSION_KEYRING = 1
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP, IFREQ = 0x8913, 0x8914, 0x1, "16sH22x"
 SYSCALLS = {  # the calls glibc has no wrapper for
@@ -80,16 +80,19 @@ SYSCALLS = {  # the calls glibc has no wrapper for
 }
 LIBC = ctypes.CDLL(None, use_errno=True)
 
-NEW_ROOT, OLD_ROOT = "/newroot", "/oldroot"
-READ_ONLY, NO_SUID, NO_DEV = 0x1, 0x2, 0x4  # mount_setattr's MOUNT_ATTR_* flags
-BIND_ATTRIBUTES = {"ro-bind": READ_ONLY | NO_SUID | NO_DEV, "bind": NO_SUID | NO_DEV}
-BIND_ATTRIBUTES["dev-bind"] = NO_SUID
-FILESYSTEMS = {  # kind: (flags, options)
+NEW_ROOT, OLD_ROOT = "/newroot", "/oldroot"  # while the new root is built, under a scratch root
+BIND_ATTRIBUTES = {
+    "ro-bind": READ_ONLY | NO_SUID | NO_DEV,
+    "bind": NO_SUID | NO_DEV,
+    "dev-bind": NO_SUID,
+}
+FILESYSTEMS = {  # kind: (mount flags, options)
     "tmpfs": (MS_NOSUID | MS_NODEV, "mode={mode:o}"),
     "proc": (MS_NOSUID | MS_NODEV | MS_NOEXEC, ""),
     "devpts": (MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620"),
 }
 DEVICES = ["null", "zero", "full", "random", "urandom", "tty"]
+STDIO = [(0, "stdin"), (1, "stdout"), (2, "stderr")]
 PROC_READ_ONLY = ["sys", "sysrq-trigger", "irq", "bus"]
 
 
@@ -186,24 +189,24 @@ def sandbox_plan(directory: Path) -> list[Mount]:
             plan.append(Mount("ro-bind", path, os.path.realpath(path)))
     plan += [Mount("ro-bind", p, os.path.realpath(p)) for p in SYSTEM_FILES if os.path.exists(p)]
     plan += [Mount("proc", "/proc")] + [Mount("read-only", f"/proc/{p}") for p in PROC_READ_ONLY]
-    plan += [Mount("tmpfs", "/dev")]
-    plan += [Mount("dev-bind", f"/dev/{name}", f"/dev/{name}") for name in DEVICES]
-    plan += [
-        Mount("symlink", f"/dev/{name}", f"/proc/self/fd/{fd}") for fd, name in enumerate(STDIO)
-    ]
-    plan += [
-        Mount("symlink", "/dev/fd", "/proc/self/fd"),
-        Mount("symlink", "/dev/ptmx", "pts/ptmx"),
-    ]
-    plan += [Mount("dir", "/dev/shm", mode=0o1777), Mount("devpts", "/dev/pts")]
-    plan += [Mount("dev-bind", dev, dev) for dev in sorted(glob.glob("/dev/nvidia*"))]  # CUDA
+    plan += _dev_plan()
     plan += [Mount("tmpfs", "/tmp", mode=0o1777)]
     prefixes = sorted({sys.prefix, sys.base_prefix, sys.exec_prefix})
     plan += [Mount("ro-bind", prefix, os.path.realpath(prefix)) for prefix in prefixes]
     return [*plan, Mount("bind", str(directory), os.path.realpath(directory))]
 
 
-STDIO = ("stdin", "stdout", "stderr")
+def _dev_plan() -> list[Mount]:
+    """A minimal /dev, as bubblewrap's `--dev` makes, and the GPU's devices for CUDA."""
+    devices = [Mount("dev-bind", f"/dev/{name}", f"/dev/{name}") for name in DEVICES]
+    links = [Mount("symlink", f"/dev/{name}", f"/proc/self/fd/{fd}") for fd, name in STDIO]
+    links += [
+        Mount("symlink", "/dev/fd", "/proc/self/fd"),
+        Mount("symlink", "/dev/ptmx", "pts/ptmx"),
+    ]
+    shared = [Mount("dir", "/dev/shm", mode=0o1777), Mount("devpts", "/dev/pts")]
+    gpu = [Mount("dev-bind", device, device) for device in sorted(glob.glob("/dev/nvidia*"))]
+    return [Mount("tmpfs", "/dev"), *devices, *links, *shared, *gpu]
 
 
 # ---- In the forked processes: from here on, nothing returns into the zygote's loop. ----
@@ -316,13 +319,17 @@ def _start_kernel(job: Job) -> None:
 
 
 def _check_confinement(job: Job) -> None:
-    """The probe's kernel: exits non-zero unless it is confined as a kernel would be."""
-    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
-    assert all(int(status[f"Cap{s}"], 16) == 0 for s in ("Inh", "Prm", "Eff", "Bnd", "Amb"))
-    assert os.getuid() in KERNEL_UIDS and int(status["NoNewPrivs"]) == 1
-    assert {entry for entry in os.listdir("/proc") if entry.isdigit()} == {"1", str(os.getpid())}
-    assert [name for _, name in socket.if_nameindex()] == ["lo"]
-    assert not os.access(sys.prefix, os.W_OK) and os.access(job.directory, os.W_OK)
+    """The probe's kernel: fails unless it is confined as a kernel must be."""
+    checks = {
+        "an unprivileged uid": os.getuid() in KERNEL_UIDS,
+        "its own PIDs": sorted(p for p in os.listdir("/proc") if p.isdigit()) == ["1", "2"],
+        "no network": [name for _, name in socket.if_nameindex()] == ["lo"],
+        "a read-only Python": not os.access(sys.prefix, os.W_OK),
+        "a writable directory": os.access(job.directory, os.W_OK),
+    }
+    missing = [name for name, holds in checks.items() if not holds]
+    if missing:
+        raise RuntimeError(f"a sandboxed process lacks {', '.join(missing)}")
 
 
 def _build_root(plan: list[Mount]) -> None:
@@ -452,7 +459,7 @@ def _check(result: int, call: str) -> int:
 
 def _serve() -> int:
     sys.stdout = sys.stderr  # what an import might print must not reach the grader's pipe
-    for module in (*WARM_MODULES, "ipykernel.kernelapp"):
+    for module in ZYGOTE_MODULES:
         importlib.import_module(module)
     gc.collect()
     gc.freeze()  # the collector of a kernel then leaves the shared pages alone

@@ -83,7 +83,8 @@ CONFINED = [
     # a read-only system, Python installation and sysctls; a writable private directory
     "import sys\nfor path in (sys.prefix, '/usr', '/', '/proc/sys/vm'):\n"
     "    assert not os.access(path, os.W_OK), path",
-    "try:\n    open('/proc/sys/vm/swappiness', 'w').write('60')\nexcept OSError:\n    pass\n"
+    "sysctl = '/proc/sys/vm/swappiness'\nvalue = open(sysctl).read()  # written back as it was\n"
+    "try:\n    open(sysctl, 'w').write(value)\nexcept OSError:\n    pass\n"
     "else:\n    raise AssertionError('wrote a sysctl')",
     "open('written', 'w').write('ok')",
     # no privilege, and no way to gain one
