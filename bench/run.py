@@ -6,7 +6,8 @@
 Builds N submissions from the solution notebooks, then measures, in one run:
 
 - our `grader check` of the whole class (both variant runs of every notebook), wall time and
-  peak memory (the grader's process and, sampled, the grader with all its kernels);
+  peak memory (the grader's process and, sampled, the grader with all its kernels, as RSS
+  and as PSS: forked kernels share pages that RSS counts once per process);
 - serial `jupyter nbconvert --execute` of the same notebooks, once each;
 - the compute floor: the notebooks' code cells run in already warm interpreters (torch, numpy
   and matplotlib imported), twice per submission as the grader does, split over the cores;
@@ -47,13 +48,18 @@ def build_class(folder: Path, notebooks: list[str], submissions: int) -> list[Pa
     return students
 
 
-def _tree_rss_kb(pid: int) -> int:
-    """Resident memory of a process and all its descendants, in KiB."""
-    total, stack = 0, [pid]
+def _tree_memory_kb(pid: int) -> tuple[int, int]:
+    """Resident and proportional memory (RSS, PSS) of a process and its descendants, in KiB.
+
+    RSS counts a page shared by several processes (a forked process's copy-on-write pages, the
+    libraries they all map) once per process; PSS divides it among them.
+    """
+    rss = pss = 0
+    stack = [pid]
     while stack:
         current = stack.pop()
         try:
-            status = Path(f"/proc/{current}/status").read_text()
+            rollup = Path(f"/proc/{current}/smaps_rollup").read_text()
             children = [
                 child
                 for task in Path(f"/proc/{current}/task").iterdir()
@@ -61,18 +67,21 @@ def _tree_rss_kb(pid: int) -> int:
             ]
         except OSError:
             continue
-        total += next(
-            (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS")), 0
-        )
+        fields = dict(line.split()[:2] for line in rollup.splitlines()[1:])
+        rss += int(fields.get("Rss:", 0))
+        pss += int(fields.get("Pss:", 0))
         stack.extend(int(child) for child in children)
-    return total
+    return rss, pss
 
 
-def run_measured(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int, int]:
-    """Wall seconds, peak RSS of the process (KiB) and sampled peak RSS of its tree (KiB)."""
+def run_measured(
+    argv: list[str], env: dict[str, str] | None = None
+) -> tuple[float, int, tuple[int, int]]:
+    """Wall seconds, peak RSS of the process (KiB) and sampled peaks of its tree (RSS, PSS KiB)."""
     started = time.perf_counter()
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    own_peak = tree_peak = 0
+    own_peak = tree_rss = tree_pss = 0
+    samples = 0
     while process.poll() is None:
         try:
             status = Path(f"/proc/{process.pid}/status").read_text()
@@ -82,9 +91,12 @@ def run_measured(argv: list[str], env: dict[str, str] | None = None) -> tuple[fl
             )
         except (OSError, StopIteration):
             pass
-        tree_peak = max(tree_peak, _tree_rss_kb(process.pid))
+        if samples % 4 == 0:  # reading smaps_rollup walks page tables: not every 50 ms
+            rss, pss = _tree_memory_kb(process.pid)
+            tree_rss, tree_pss = max(tree_rss, rss), max(tree_pss, pss)
+        samples += 1
         time.sleep(0.05)
-    return time.perf_counter() - started, own_peak, tree_peak
+    return time.perf_counter() - started, own_peak, (tree_rss, tree_pss)
 
 
 def _code_cells(path: Path, parameters: dict[str, object] | None) -> list[str]:
@@ -205,14 +217,16 @@ def main() -> None:
             "--json",
             str(work / "results.json"),
         ]
-        ours, own_peak, tree_peak = run_measured(grader_argv, env)
+        ours, own_peak, (tree_rss, tree_pss) = run_measured(grader_argv, env)
         score = json.loads((work / "results.json").read_text())
         points = f"{score['score']:g}/{score['max_score']:g}"
         print(f"grader check (both variants):   {ours:8.1f} s   score {points}")
-        print(
-            f"  peak RSS: grader process {own_peak / 1024:.0f} MiB; grader + kernels "
-            f"{tree_peak / 1024:.0f} MiB = {tree_peak / 1024 / args.workers:.0f} MiB per worker"
-        )
+        print(f"  peak RSS of the grader process: {own_peak / 1024:.0f} MiB")
+        for name, peak in (("RSS", tree_rss), ("PSS", tree_pss)):
+            print(
+                f"  peak {name}, grader + kernels: {peak / 1024:.0f} MiB = "
+                f"{peak / 1024 / args.workers:.0f} MiB per worker"
+            )
         started = time.perf_counter()
         for path in paths:
             subprocess.run(

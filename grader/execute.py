@@ -8,6 +8,7 @@ the probe cells (see `grader.extract`) run in the same kernel and their payloads
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from dataclasses import dataclass, field
@@ -105,18 +106,19 @@ def run_notebook(
     work = copy.deepcopy(nb)
     notebook_cells = len(work.cells)
     work.cells.extend(new_code_cell(source) for source in probes)
-    kernels = pool or KernelPool(limits.resources, limits.threads, ahead=0)
-    while True:
-        kernel = kernels.take()
-        try:
-            cells, probe_outcomes = _attempt(
-                work, notebook_cells, kernel, limits, deadline, skipped
-            )
-            break
-        except _FatalCell as fatal:
-            skipped[fatal.index] = (fatal.status, fatal.detail)
-        finally:
-            discard(kernel)
+    with contextlib.ExitStack() as stack:
+        kernels = pool or stack.enter_context(KernelPool(limits.resources, limits.threads, 0))
+        while True:
+            kernel = kernels.take()
+            try:
+                cells, probe_outcomes = _attempt(
+                    work, notebook_cells, kernel, limits, deadline, skipped
+                )
+                break
+            except _FatalCell as fatal:
+                skipped[fatal.index] = (fatal.status, fatal.detail)
+            finally:
+                discard(kernel)
     seconds = time.monotonic() - started
     return ExecutedNotebook(tuple(cells), tuple(probe_outcomes), seconds)
 

@@ -1,29 +1,42 @@
 """Warm kernels: launched ahead of need, each used for exactly one notebook run.
 
 A kernel's start and the import of torch, numpy and matplotlib take about three seconds, longer
-than many notebooks run. The pool launches the next jailed kernel while the current run goes on,
-with those modules already imported (and no name bound in the namespace the notebook sees), so a
-run finds its kernel ready. A kernel is never reused: isolation between runs stays whole.
+than many notebooks run. Where the machine allows it, each pool has a zygote (`grader.zygote`)
+that imports them once and forks every kernel, already warm, into a sandbox of its own; otherwise
+the pool launches the next jailed kernel while the current run goes on, with those modules
+imported at its start. Either way no name is bound in the namespace the notebook sees, a run
+finds its kernel ready, and a kernel is never reused: isolation between runs stays whole.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import select
+import signal
+import time
 from collections import deque
 from dataclasses import dataclass
+from queue import Empty
 from subprocess import DEVNULL
+from typing import Any
 
+from jupyter_client.asynchronous.client import AsyncKernelClient
+from jupyter_client.connect import KernelConnectionInfo
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 from jupyter_core.utils import run_sync
 
-from grader.sandbox import KernelJail, ResourceLimits, detect_isolation
+from grader.sandbox import KERNEL_LAUNCHER, KernelJail, ResourceLimits, detect_isolation, rlimits
+from grader.zygote import WARM_MODULES, Job, Zygote
 
-WARM_MODULES = ("numpy", "torch", "matplotlib", "matplotlib.pyplot")
 # Run by ipykernel at start-up, outside the notebook's history; the loop variable is removed.
 WARM_UP = [
     f"--IPKernelApp.exec_lines=for _grader_module in {WARM_MODULES!r}: __import__(_grader_module)",
     "--IPKernelApp.exec_lines=del _grader_module",
-    "--HistoryManager.enabled=False",
 ]
+NO_HISTORY = "--HistoryManager.enabled=False"
 
 
 @dataclass
@@ -42,6 +55,7 @@ class KernelPool:
         self.threads = threads
         self.ahead = ahead
         self._ready: deque[WarmKernel] = deque()
+        self._zygote: Zygote | None = None
 
     def take(self) -> WarmKernel:
         """A launched kernel; the next one starts warming at once."""
@@ -51,14 +65,20 @@ class KernelPool:
         return kernel
 
     def prime(self) -> None:
-        """Launch kernels now, before they are needed."""
+        """Start warming now, before kernels are needed: the zygote, or `ahead + 1` kernels."""
+        if detect_isolation().forked:
+            self._start_zygote()
+            return
         while len(self._ready) < self.ahead + 1:
             self._ready.append(self._launch())
 
     def close(self) -> None:
-        """Stop the kernels that were never used."""
+        """Stop the kernels that were never used, and the zygote."""
         while self._ready:
             discard(self._ready.popleft())
+        if self._zygote is not None:
+            self._zygote.close()
+            self._zygote = None
 
     def __enter__(self) -> KernelPool:
         return self
@@ -66,21 +86,39 @@ class KernelPool:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _start_zygote(self) -> Zygote:
+        if self._zygote is None:
+            self._zygote = Zygote(self.threads)
+        return self._zygote
+
     def _launch(self) -> WarmKernel:
-        jail = KernelJail(self.resources, detect_isolation())
+        isolation = detect_isolation()
+        jail = KernelJail(self.resources, isolation)
         manager = AsyncKernelManager(
             kernel_name="grader",
-            kernel_spec_manager=jail.kernel_specs(),
+            kernel_spec_manager=_FixedKernelSpecs(jail.kernel_argv()),
             transport="ipc",
             connection_file=str(jail.connection_file),
+            client_factory=_ReadyClient,
         )
-        run_sync(manager.start_kernel)(
-            extra_arguments=WARM_UP,
-            env=jail.environment(self.threads),
-            cwd=str(jail.directory),
-            stdout=DEVNULL,
-            stderr=DEVNULL,
-        )
+        warm_up = [NO_HISTORY]
+        if isolation.forked:
+            manager.provisioner = _ForkedKernel(
+                self._start_zygote(), jail, kernel_spec=manager.kernel_spec, parent=manager
+            )
+        else:
+            warm_up += WARM_UP
+        try:
+            run_sync(manager.start_kernel)(
+                extra_arguments=warm_up,
+                env=jail.environment(self.threads),
+                cwd=str(jail.directory),
+                stdout=DEVNULL,
+                stderr=DEVNULL,
+            )
+        except BaseException:
+            jail.close()
+            raise
         return WarmKernel(jail, manager)
 
 
@@ -91,3 +129,117 @@ def discard(kernel: WarmKernel) -> None:
             run_sync(kernel.manager.shutdown_kernel)(now=True)
     finally:
         kernel.jail.close()
+
+
+class _FixedKernelSpecs(KernelSpecManager):
+    """Hands out one jail's kernel command, whatever kernel is asked for."""
+
+    def __init__(self, argv: list[str]) -> None:
+        super().__init__()
+        self.argv = argv
+
+    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+        return KernelSpec(argv=self.argv, display_name="grader", language="python")
+
+
+class _ForkedKernel(LocalProvisioner):
+    """A kernel forked by the pool's zygote, followed through a pidfd (it is not our child).
+
+    Signals go to the sandbox's outer process, which any of them ends, as they ended bubblewrap.
+    """
+
+    def __init__(self, zygote: Zygote, jail: KernelJail, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.zygote = zygote
+        self.jail = jail
+        self.pidfd: int | None = None
+
+    @property
+    def has_process(self) -> bool:
+        return self.pidfd is not None
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
+        assert cmd[: len(KERNEL_LAUNCHER)] == KERNEL_LAUNCHER, cmd
+        job = Job(
+            directory=str(self.jail.directory),
+            cgroups=[str(group / "cgroup.procs") for group in self.jail.cgroups],
+            rlimits=rlimits(self.jail.limits),
+            environment=kwargs["env"],
+            argv=cmd[len(KERNEL_LAUNCHER) :],
+        )
+        self.pid = self.zygote.fork_kernel(job)
+        self.pidfd = os.pidfd_open(self.pid)  # before the zygote may reap it: its next request
+        connection: KernelConnectionInfo = self.connection_info
+        return connection
+
+    async def poll(self) -> int | None:
+        """None while the kernel runs; its exit status is the zygote's to collect, so 1 after."""
+        if self.pidfd is not None and not select.select([self.pidfd], [], [], 0)[0]:
+            return None
+        return 1
+
+    async def wait(self) -> int | None:
+        while await self.poll() is None:
+            await asyncio.sleep(0.05)
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+        return 1
+
+    async def send_signal(self, signum: int) -> None:
+        if self.pidfd is not None:
+            try:
+                signal.pidfd_send_signal(self.pidfd, signum)
+            except ProcessLookupError:
+                pass
+
+    async def kill(self, restart: bool = False) -> None:
+        await self.send_signal(signal.SIGKILL)
+        if self.pidfd is not None:  # the manager then finds it gone without polling 0.1 s later
+            select.select([self.pidfd], [], [], 1.0)
+
+    async def terminate(self, restart: bool = False) -> None:
+        await self.send_signal(signal.SIGTERM)
+
+
+class _ReadyClient(AsyncKernelClient):
+    """A client that is ready once the kernel has answered `kernel_info` on shell and on iopub.
+
+    jupyter_client's own client also waits for 0.2 s of silence on iopub, on every run.
+    """
+
+    async def wait_for_ready(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (60.0 if timeout is None else timeout)
+        while time.monotonic() < deadline:
+            msg_id = self.kernel_info()
+            reply = await self._shell_reply(msg_id, deadline)
+            if reply is not None and await self._iopub_idle(msg_id):
+                self._handle_kernel_info_reply(reply)
+                return
+            if not await self._async_is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+        raise RuntimeError(f"Kernel didn't respond in {timeout} seconds")
+
+    async def _shell_reply(self, msg_id: str, deadline: float) -> dict[str, Any] | None:
+        while time.monotonic() < deadline:
+            try:
+                msg: dict[str, Any] = await self.shell_channel.get_msg(timeout=1)
+            except Empty:
+                return None
+            if msg["parent_header"].get("msg_id") == msg_id:
+                return msg
+        return None
+
+    async def _iopub_idle(self, msg_id: str) -> bool:
+        """Whether iopub brings the `idle` after `msg_id` (if not, it was not yet subscribed)."""
+        while True:
+            try:
+                msg = await self.iopub_channel.get_msg(timeout=0.2)
+            except Empty:
+                return False
+            if (
+                msg["parent_header"].get("msg_id") == msg_id
+                and msg["msg_type"] == "status"
+                and msg["content"].get("execution_state") == "idle"
+            ):
+                return True

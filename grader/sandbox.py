@@ -1,4 +1,4 @@
-"""Confinement of the student's kernel: a bubblewrap sandbox where it works, limits always.
+"""Confinement of the student's kernel: a sandbox where one can be made, limits always.
 
 Inside the sandbox the kernel has no network, a read-only view of the system and of the Python
 installation, a private writable working directory, and no view of anything else: not the course
@@ -6,8 +6,11 @@ installation, a private writable working directory, and no view of anything else
 over Unix sockets in that directory (jupyter_client's IPC transport). Memory, file size and open
 files are bounded by rlimits; the number of processes and the total memory of everything the
 kernel starts are bounded by cgroups where they can be created, and every process left in them is
-killed when the run ends. Without bubblewrap, the limits still apply and the kernel gets a clean
-environment and a temporary working directory.
+killed when the run ends.
+
+The sandbox is made by forking the kernel from a warm zygote (`grader.zygote`) where that works
+(as root, on Linux 5.12 or later), by bubblewrap otherwise. Without either, the limits still apply
+and the kernel gets a clean environment and a temporary working directory.
 """
 
 from __future__ import annotations
@@ -25,12 +28,11 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
-
 CGROUP_V1 = Path("/sys/fs/cgroup")
 # Private run directories live in memory where possible: what a kernel writes there is then
 # charged to its memory cgroup instead of filling the disk.
 RUN_ROOT = "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+KERNEL_LAUNCHER = [sys.executable, "-m", "ipykernel_launcher"]
 SYSTEM_PATHS = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"]
 SYSTEM_FILES = [
     "/etc/ld.so.cache",
@@ -59,11 +61,45 @@ class Isolation:
 
     sandboxed: bool
     description: str
+    forked: bool = False  # kernels are forked from a zygote, which sandboxes them itself
+
+
+ZYGOTE = (
+    "forked from a warm zygote into new namespaces: no network, read-only system, private "
+    "working directory, an unprivileged uid of its own, no capabilities"
+)
 
 
 @functools.cache
 def detect_isolation() -> Isolation:
-    """Whether bubblewrap can confine a process here (checked once per grader process)."""
+    """How kernels can be confined here (checked once per grader process).
+
+    Forked from a zygote where its probe passes, in bubblewrap where that runs, limits only
+    otherwise; the description says why a stronger way was not taken.
+    """
+    problem = _zygote_problem()
+    if problem is None:
+        return Isolation(True, ZYGOTE, forked=True)
+    fallback = _detect_bubblewrap()
+    if fallback.sandboxed:
+        return Isolation(True, f"{fallback.description} (no zygote: {problem})")
+    return fallback
+
+
+def _zygote_problem() -> str | None:
+    """Why the zygote cannot confine kernels here, or None when its probe passes."""
+    probe = [sys.executable, "-m", "grader.zygote", "--probe"]
+    try:
+        result = subprocess.run(probe, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return str(error)
+    if result.returncode == 0:
+        return None
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    return lines[-1] if lines else f"its probe exited with status {result.returncode}"
+
+
+def _detect_bubblewrap() -> Isolation:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return Isolation(False, "not sandboxed: bubblewrap (bwrap) is not installed")
@@ -101,25 +137,18 @@ class KernelJail:
     def connection_file(self) -> Path:
         return self.directory / "kernel.json"
 
-    def kernel_specs(self) -> KernelSpecManager:
-        """A kernelspec manager that hands out this jail's kernel command, whatever is asked."""
-        return _FixedKernelSpecs(self.kernel_argv())
-
     def kernel_argv(self) -> list[str]:
-        """The kernel's command line, with `{connection_file}` for jupyter_client to fill in."""
-        kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        """The kernel's command line, with `{connection_file}` for jupyter_client to fill in.
+
+        A forked kernel gets the bare command: the zygote applies the sandbox and the limits.
+        """
+        kernel = [*KERNEL_LAUNCHER, "-f", "{connection_file}"]
+        if self.isolation.forked:
+            return kernel
         if self.isolation.sandboxed:
             kernel = self._bwrap_argv() + kernel
-        limits = self.limits
-        kernel = [
-            "prlimit",
-            f"--as={limits.memory_mb * 1024 * 1024}",
-            f"--fsize={limits.file_mb * 1024 * 1024}",
-            "--core=0",
-            "--nofile=1024",
-            "--",
-            *kernel,
-        ]
+        limits = [f"--{name}={value}" for name, value in rlimits(self.limits).items()]
+        kernel = ["prlimit", *limits, "--", *kernel]
         if self.cgroups:
             joins = " && ".join(
                 f'echo $$ > "${index}"' for index in range(1, len(self.cgroups) + 1)
@@ -136,19 +165,7 @@ class KernelJail:
 
     def environment(self, threads: int) -> dict[str, str]:
         """A clean environment for the kernel: nothing of the grader's leaks into it."""
-        home = str(self.directory)
-        return {
-            "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
-            "HOME": home,
-            "LANG": "C.UTF-8",
-            "MPLBACKEND": "agg",
-            "MPLCONFIGDIR": f"{home}/.matplotlib",
-            "IPYTHONDIR": f"{home}/.ipython",
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-            "OMP_NUM_THREADS": str(threads),
-            "MKL_NUM_THREADS": str(threads),
-        }
+        return kernel_environment(self.directory, threads)
 
     def ran_out_of_memory(self) -> bool:
         """Whether the memory cgroup killed a process of this run."""
@@ -185,7 +202,9 @@ class KernelJail:
                 argv += ["--ro-bind", path, path]
         for path in SYSTEM_FILES:
             argv += ["--ro-bind-try", path, path]
-        argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        # The kernel is uid 0 on the host: sysctls must not be writable (core_pattern!).
+        argv += ["--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys"]
+        argv += ["--dev", "/dev", "--tmpfs", "/tmp"]
         for device in sorted(glob.glob("/dev/nvidia*")):  # CUDA runs need the GPU's devices
             argv += ["--dev-bind", device, device]
         for prefix in sorted({sys.prefix, sys.base_prefix, sys.exec_prefix}):
@@ -194,13 +213,30 @@ class KernelJail:
         return [*argv, "--bind", directory, directory, "--chdir", directory]
 
 
-class _FixedKernelSpecs(KernelSpecManager):
-    def __init__(self, argv: list[str]) -> None:
-        super().__init__()
-        self.argv = argv
+def kernel_environment(home: Path, threads: int) -> dict[str, str]:
+    """The whole environment of a kernel (or of the zygote) whose home is `home`."""
+    return {
+        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "MPLBACKEND": "agg",
+        "MPLCONFIGDIR": f"{home}/.matplotlib",
+        "IPYTHONDIR": f"{home}/.ipython",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+    }
 
-    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
-        return KernelSpec(argv=self.argv, display_name="grader", language="python")
+
+def rlimits(limits: ResourceLimits) -> dict[str, int]:
+    """The rlimits of a kernel, by `prlimit` option name (soft and hard limits alike)."""
+    return {
+        "as": limits.memory_mb * 1024 * 1024,
+        "fsize": limits.file_mb * 1024 * 1024,
+        "core": 0,
+        "nofile": 1024,
+    }
 
 
 def _create_cgroups(name: str, limits: ResourceLimits) -> list[Path]:

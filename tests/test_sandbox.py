@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from grader.sandbox import RUN_ROOT, Isolation, KernelJail, ResourceLimits
+from grader.sandbox import KERNEL_LAUNCHER, RUN_ROOT, Isolation, KernelJail, ResourceLimits
 from tests.conftest import ROOT
 
 
@@ -41,6 +41,7 @@ def test_sandbox_shows_the_kernel_nothing_of_the_course(jail: KernelJail) -> Non
     for course_path in (ROOT, ROOT / "solutions", ROOT / "checks", ROOT / "exercises"):
         assert str(course_path) not in bound
     assert sys.prefix in bound
+    assert "/proc/sys" in [argv[i + 1] for i, flag in enumerate(argv) if flag == "--ro-bind"]
 
 
 def test_limits_are_applied_before_the_sandbox(jail: KernelJail) -> None:
@@ -57,3 +58,11 @@ def test_closing_removes_the_directory_and_cgroups(jail: KernelJail) -> None:
     jail.close()
     assert not jail.directory.exists()
     assert all(not group.exists() for group in jail.cgroups)
+
+
+def test_a_forked_kernel_gets_the_bare_command() -> None:
+    jail = KernelJail(ResourceLimits(), Isolation(True, "", forked=True))
+    try:  # the zygote applies the sandbox and the limits itself
+        assert jail.kernel_argv() == [*KERNEL_LAUNCHER, "-f", "{connection_file}"]
+    finally:
+        jail.close()

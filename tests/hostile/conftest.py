@@ -29,7 +29,7 @@ def messages(result: NotebookResult) -> dict[str, str]:
 
 
 def _kernel_processes() -> dict[int, str]:
-    pattern = "ipykernel_launcher|grader-jail|sleep 1000"
+    pattern = "ipykernel_launcher|grader-jail|grader.zygote|sleep 1000"
     out = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True, check=False)
     lines = [line.split(" ", 1) for line in out.stdout.splitlines()]
     return {int(pid): command[:120] for pid, command in lines}

@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+import os
+import select
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from grader import sandbox
+from grader.execute import ExecutedNotebook, Limits, run_notebook
+from grader.pool import KernelPool, WarmKernel, discard
+from grader.sandbox import SYSTEM_FILES, SYSTEM_PATHS, detect_isolation
+from grader.zygote import Mount, sandbox_plan
+from tests.conftest import ROOT, make_cell, make_notebook
+
+forked = pytest.mark.skipif(
+    not detect_isolation().forked, reason="kernels cannot be forked from a zygote here"
+)
+
+
+def test_sandbox_plan_shows_nothing_of_the_course(tmp_path: Path) -> None:
+    plan = sandbox_plan(tmp_path)
+    binds = [step for step in plan if step.kind.endswith("bind")]
+    assert [step.target for step in binds if step.kind == "bind"] == [str(tmp_path)]
+    read_only = {step.target for step in binds if step.kind == "ro-bind"}
+    assert read_only <= {*SYSTEM_PATHS, *SYSTEM_FILES, sys.prefix, sys.base_prefix}
+    for course_path in (ROOT, ROOT / "solutions", ROOT / "checks", ROOT / "exercises"):
+        assert str(course_path) not in {step.target for step in binds}
+        assert str(course_path) not in {step.source for step in binds}
+    assert Mount("read-only", "/proc/sys") in plan and Mount("tmpfs", "/tmp", mode=0o1777) in plan
+
+
+def test_without_a_zygote_the_isolation_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sandbox, "_zygote_problem", lambda: "no mount_setattr here")
+    sandbox.detect_isolation.cache_clear()
+    try:
+        isolation = sandbox.detect_isolation()
+    finally:
+        sandbox.detect_isolation.cache_clear()
+    assert not isolation.forked
+    assert "no mount_setattr here" in isolation.description or not isolation.sandboxed
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[KernelPool]:
+    with KernelPool(Limits().resources, threads=1) as kernels:
+        yield kernels
+
+
+class _Given:
+    """Stands in for a pool: hands out one given kernel."""
+
+    def __init__(self, kernel: WarmKernel) -> None:
+        self.kernel = kernel
+
+    def take(self) -> WarmKernel:
+        return self.kernel
+
+
+def run_cells(cells: list[str], kernels: KernelPool | _Given) -> ExecutedNotebook:
+    nb = make_notebook([make_cell(source, f"cell{i}") for i, source in enumerate(cells)])
+    return run_notebook(nb, [], Limits(cell_timeout=30), kernels)  # type: ignore[arg-type]
+
+
+def failures(executed: ExecutedNotebook) -> list[str]:
+    return [f"{c.grade_id}: {c.ename}: {c.evalue}" for c in executed.cells if c.status != "ok"]
+
+
+CONFINED = [
+    # nothing of the course, of other runs or of the grader in its file system
+    f"import os\nassert not os.path.exists({str(ROOT / 'solutions')!r})",
+    f"assert not os.path.exists({str(ROOT / 'grader')!r})",
+    "assert sorted(os.listdir('/dev/shm')) == [os.path.basename(os.getcwd())]",
+    # its own PID namespace: its init and itself
+    "pids = sorted(p for p in os.listdir('/proc') if p.isdigit())\n"
+    "assert pids == ['1', '2'] and os.getpid() == 2",
+    # no network
+    "import socket\nassert socket.if_nameindex() == [(1, 'lo')]",
+    "try:\n    socket.create_connection(('192.0.2.1', 80), timeout=2)\nexcept OSError:\n    pass\n"
+    "else:\n    raise AssertionError('reached the network')",
+    # a read-only system, Python installation and sysctls; a writable private directory
+    "import sys\nfor path in (sys.prefix, '/usr', '/', '/proc/sys/vm'):\n"
+    "    assert not os.access(path, os.W_OK), path",
+    "sysctl = '/proc/sys/vm/swappiness'\nvalue = open(sysctl).read()  # written back as it was\n"
+    "try:\n    open(sysctl, 'w').write(value)\nexcept OSError:\n    pass\n"
+    "else:\n    raise AssertionError('wrote a sysctl')",
+    "open('written', 'w').write('ok')",
+    # no privilege, and no way to gain one
+    "lines = open('/proc/self/status').read().splitlines()\n"
+    "status = dict(line.split(':\\t', 1) for line in lines)\n"
+    "assert all(int(status[f'Cap{s}'], 16) == 0 for s in ('Inh', 'Prm', 'Eff', 'Bnd', 'Amb'))\n"
+    "assert status['NoNewPrivs'] == '1' and os.getuid() >= 2**30 and os.getgroups() == []",
+]
+
+
+@pytest.mark.slow
+@forked
+def test_a_forked_kernel_is_confined(pool: KernelPool) -> None:
+    assert failures(run_cells(CONFINED, pool)) == []
+
+
+@pytest.mark.slow
+@forked
+def test_a_kernel_cannot_reach_the_zygote(pool: KernelPool) -> None:
+    pool.prime()
+    zygote = pool._zygote
+    assert zygote is not None
+    pid = zygote.process.pid
+    cells = [
+        f"import os\ntry:\n    open('/proc/{pid}/mem', 'rb')\nexcept FileNotFoundError:\n"
+        "    pass\nelse:\n    raise AssertionError('opened the zygote memory')",
+        f"try:\n    os.kill({pid}, 0)\nexcept ProcessLookupError:\n    pass\n"
+        "else:\n    raise AssertionError('the zygote can be signalled')",
+        f"assert not os.path.exists({str(zygote.directory)!r})",
+    ]
+    assert failures(run_cells(cells, pool)) == []
+    tasks = os.listdir(f"/proc/{pid}/task")
+    files = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+    assert len(tasks) == 1 and not [f for f in files if f.startswith("socket:")], (tasks, files)
+
+
+@pytest.mark.slow
+@forked
+def test_a_kernel_cannot_reach_another_kernel(pool: KernelPool) -> None:
+    mine, other = pool.take(), pool.take()
+    try:
+        other_pid = other.manager.provisioner.pid
+        cells = [
+            f"import os\ntry:\n    os.kill({other_pid}, 0)\nexcept ProcessLookupError:\n"
+            "    pass\nelse:\n    raise AssertionError('another kernel can be signalled')",
+            "raise RuntimeError(os.getuid())",
+        ]
+        signal, uid = run_cells(cells, _Given(mine)).cells
+        assert signal.status == "ok", signal
+        other_uid = run_cells(["import os\nraise RuntimeError(os.getuid())"], _Given(other))
+        assert uid.ename == "RuntimeError" and other_uid.cells[0].evalue != uid.evalue
+    finally:
+        discard(other)
+
+
+@pytest.mark.slow
+@forked
+def test_no_secret_of_the_grader_reaches_a_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRADER_HIDDEN_SEED", "12345")
+    cells = [
+        "import os\nassert 'GRADER_HIDDEN_SEED' not in os.environ",
+        "assert b'GRADER_HIDDEN_SEED' not in open('/proc/self/environ', 'rb').read()",
+        "import sys\nassert not [m for m in sys.modules if m.startswith('grader')]",
+    ]
+    with KernelPool(Limits().resources) as fresh:
+        assert failures(run_cells(cells, fresh)) == []
+
+
+@pytest.mark.slow
+@forked
+def test_closing_the_pool_ends_the_zygote_and_its_kernels() -> None:
+    kernels = KernelPool(Limits().resources)
+    taken = kernels.take()  # and one more warming, never used
+    zygote = kernels._zygote
+    assert zygote is not None
+    kernels.close()
+    try:
+        assert zygote.process.poll() is not None and not zygote.directory.exists()
+        assert taken.manager.provisioner.pidfd is not None
+        assert select.select([taken.manager.provisioner.pidfd], [], [], 5)[0], "outlived it"
+    finally:
+        discard(taken)
