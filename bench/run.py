@@ -1,13 +1,13 @@
-"""Throughput benchmark: `grader check` on a synthetic class, against nbconvert and the floor.
+"""Throughput benchmark: `grader grade` of a synthetic class, against nbconvert and the floor.
 
     .venv/bin/python bench/run.py [--submissions N] [--notebooks 02_linear_regression_numpy,...]
                                   [--workers W]
 
 Builds N submissions from the solution notebooks, then measures, in one run:
 
-- our `grader check` of the whole class (both variant runs of every notebook), wall time and
-  peak memory (the grader's process and, sampled, the grader with all its kernels, as RSS
-  and as PSS: forked kernels share pages that RSS counts once per process);
+- our `grader grade` of the whole class into a fresh gradebook (both variant runs of every
+  notebook): wall time and peak memory (the grader's process and, sampled, the grader with all
+  its kernels, as RSS and as PSS: forked kernels share pages that RSS counts once per process);
 - serial `jupyter nbconvert --execute` of the same notebooks, once each;
 - the compute floor: the notebooks' code cells run in already warm interpreters (torch, numpy
   and matplotlib imported), twice per submission as the grader does, split over the cores;
@@ -19,7 +19,6 @@ and prints the ratios. It is not part of the test suite.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import shutil
@@ -46,6 +45,16 @@ def build_class(folder: Path, notebooks: list[str], submissions: int) -> list[Pa
             shutil.copy(ROOT / "solutions" / f"{name}.ipynb", student / f"{name}.ipynb")
         students.append(student)
     return students
+
+
+def class_score(gradebook: Path) -> str:
+    """Notebooks graded and points earned, read back from the gradebook."""
+    from grader.gradebook import Gradebook
+
+    with Gradebook(str(gradebook)) as opened:
+        results = [graded.result for graded in opened.latest()]
+    earned, available = sum(r.score for r in results), sum(r.max_score for r in results)
+    return f"{len(results)} notebooks, score {earned:g}/{available:g}"
 
 
 def _tree_memory_kb(pid: int) -> tuple[int, int]:
@@ -207,20 +216,19 @@ def main() -> None:
             check=False,
             stdout=subprocess.DEVNULL,
         )
+        gradebook = work / "gradebook.db"
         grader_argv = [
             str(BIN / "grader"),
             *cache,
-            "check",
-            *map(str, students),
+            "grade",
+            str(work / "class"),
+            "--db",
+            str(gradebook),
             "--workers",
             str(args.workers),
-            "--json",
-            str(work / "results.json"),
         ]
         ours, own_peak, (tree_rss, tree_pss) = run_measured(grader_argv, env)
-        score = json.loads((work / "results.json").read_text())
-        points = f"{score['score']:g}/{score['max_score']:g}"
-        print(f"grader check (both variants):   {ours:8.1f} s   score {points}")
+        print(f"grader grade (both variants):   {ours:8.1f} s   {class_score(gradebook)}")
         print(f"  peak RSS of the grader process: {own_peak / 1024:.0f} MiB")
         for name, peak in (("RSS", tree_rss), ("PSS", tree_pss)):
             print(
