@@ -118,31 +118,42 @@ def grade_jobs(
             if on_result is not None:
                 on_result(index, result)
 
+    exercises = find_exercises(config)
+    runnable = sum(1 for job in jobs if not job.problem and job.exercise in exercises)
+    count = min(workers or os.cpu_count() or 1, runnable)  # no kernel for what cannot run
+    limits = execution_limits(config, max(count, 1))
+    pools = [KernelPool(limits.resources, limits.threads) for _ in range(count)]
+    for pool in pools:  # the zygotes import torch while the checks modules are loaded here
+        pool.start()
     pending: deque[tuple[int, Job, _Course]] = deque()
-    for index, (job, course) in enumerate(_match(jobs, find_exercises(config))):
-        if isinstance(course, GraderError):  # nothing to run: reported at once
-            report(index, NotebookResult(job.exercise, str(job.path), (), error=str(course)))
-        else:
-            pending.append((index, job, course))
-    if pending:
-        _run_workers(pending, config, workers, report)
+    try:
+        for index, (job, course) in enumerate(_match(jobs, exercises)):
+            if isinstance(course, GraderError):  # nothing to run: reported at once
+                report(index, NotebookResult(job.exercise, str(job.path), (), error=str(course)))
+            else:
+                pending.append((index, job, course))
+    except BaseException:
+        for pool in pools:
+            pool.close()
+        raise
+    if pools:
+        _run_workers(pending, pools, config, limits, report)
     return [results[index] for index in sorted(results)]
 
 
 def _run_workers(
     pending: deque[tuple[int, Job, _Course]],
+    pools: list[KernelPool],
     config: Config,
-    workers: int | None,
+    limits: Limits,
     report: Callable[[int, NotebookResult], None],
 ) -> None:
-    """Grade the pending notebooks on `workers` threads, each with its own pool of kernels."""
-    workers = max(1, min(workers or os.cpu_count() or 1, len(pending)))
+    """Grade the pending notebooks on a thread per pool; each thread closes its pool."""
     stop = threading.Event()
-    limits = execution_limits(config, workers)
 
-    def work() -> None:
+    def work(pool: KernelPool) -> None:
         try:
-            with KernelPool(limits.resources, limits.threads) as pool:
+            with pool:
                 pool.prime()  # the first kernel warms while torch is imported here
                 session = _Session(config, resolve_device(config.device), limits, pool)
                 while not stop.is_set():
@@ -154,8 +165,8 @@ def _run_workers(
         finally:
             ensure_event_loop().close()  # the loop jupyter_client made for this thread
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grader") as executor:
-        futures = [executor.submit(work) for _ in range(workers)]
+    with ThreadPoolExecutor(max_workers=len(pools), thread_name_prefix="grader") as executor:
+        futures = [executor.submit(work, pool) for pool in pools]
         try:
             for future in futures:
                 future.result()

@@ -64,10 +64,15 @@ class KernelPool:
             self._ready.append(self._launch())
         return kernel
 
-    def prime(self) -> None:
-        """Start warming now, before kernels are needed: the zygote, or `ahead + 1` kernels."""
+    def start(self) -> None:
+        """Start the zygote's imports now, where kernels are forked (from any thread)."""
         if detect_isolation().forked:
             self._start_zygote()
+
+    def prime(self) -> None:
+        """Start warming now, before kernels are needed: the zygote, or `ahead + 1` kernels."""
+        self.start()
+        if detect_isolation().forked:
             return
         while len(self._ready) < self.ahead + 1:
             self._ready.append(self._launch())

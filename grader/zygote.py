@@ -59,7 +59,10 @@ from grader.sandbox import RUN_ROOT, SYSTEM_FILES, SYSTEM_PATHS, kernel_environm
 WARM_MODULES = ("numpy", "torch", "matplotlib", "matplotlib.pyplot")
 # Once per pool they cost a kernel nothing: torch.optim imports torch._dynamo (a second of CPU)
 # when it makes its first optimizer, matplotlib mplot3d at the first 3-D axes.
-ZYGOTE_MODULES = (*WARM_MODULES, "mpl_toolkits.mplot3d", "torch._dynamo", "ipykernel.kernelapp")
+ZYGOTE_MODULES = (*WARM_MODULES, "ipykernel.kernelapp")
+LATER_MODULES = ("mpl_toolkits.mplot3d", "torch._dynamo")
+"""Imported once the first kernels are forked, while no request waits: a single `grader check`
+does not wait for them, and the kernels of a batch find them imported."""
 KERNEL_UIDS = range(2**30, 2**31)  # a fresh one per kernel: no file or keyring of anyone else
 READY_TIMEOUT = 300.0  # the zygote's imports, on a loaded machine with cold caches
 FORK_TIMEOUT = 60.0
@@ -459,17 +462,20 @@ def _check(result: int, call: str) -> int:
 
 def _serve() -> int:
     sys.stdout = sys.stderr  # what an import might print must not reach the grader's pipe
-    for module in ZYGOTE_MODULES:
-        importlib.import_module(module)
-    gc.collect()
-    gc.freeze()  # the collector of a kernel then leaves the shared pages alone
-    _quiesce()
-    problem = _unforkable_state()
+    problem = _warm(ZYGOTE_MODULES)
     _send({"ready": problem is None, "reason": problem or ""})
     if problem is not None:
         return 1
     _prctl(PR_SET_CHILD_SUBREAPER, 1)  # sandboxes whose outer process died are reaped here
-    while (line := _receive()) is not None:
+    later: tuple[str, ...] = LATER_MODULES
+    while True:
+        if later and not select.select([0], [], [], 0)[0]:
+            if _warm(later) is not None:
+                return 1  # never fork from a state that fails the check: the grader is told
+            later = ()
+        line = _receive()
+        if line is None:
+            break
         with contextlib.suppress(ChildProcessError):
             while os.waitpid(-1, os.WNOHANG)[0]:  # the grader has a pidfd of every reply's pid
                 pass
@@ -478,6 +484,16 @@ def _serve() -> int:
         except Exception as error:  # the grader raises it; the zygote serves on
             _send({"error": f"{type(error).__name__}: {error}"})
     return 0
+
+
+def _warm(modules: tuple[str, ...]) -> str | None:
+    """Import `modules`, then why forking would now share what it must not (None: nothing)."""
+    for module in modules:
+        importlib.import_module(module)
+    gc.collect()
+    gc.freeze()  # the collector of a kernel then leaves the shared pages alone
+    _quiesce()
+    return _unforkable_state()
 
 
 def _quiesce() -> None:
