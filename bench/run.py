@@ -1,7 +1,7 @@
 """Throughput benchmark: `grader grade` of a synthetic class, against nbconvert and the floor.
 
     .venv/bin/python bench/run.py [--submissions N] [--notebooks 02_linear_regression_numpy,...]
-                                  [--workers W]
+                                  [--workers W] [--with-nbgrader]
 
 Builds N submissions from the solution notebooks, then measures, in one run:
 
@@ -9,6 +9,9 @@ Builds N submissions from the solution notebooks, then measures, in one run:
   notebook): wall time and peak memory (the grader's process and, sampled, the grader with all
   its kernels, as RSS and as PSS: forked kernels share pages that RSS counts once per process);
 - serial `jupyter nbconvert --execute` of the same notebooks, once each;
+- with `--with-nbgrader`, `nbgrader autograde` of the same submissions (serial, once each, as
+  nbgrader does) in a virtual environment of its own, created once outside the repository (see
+  bench/nbgrader_bench.py for the command);
 - the compute floor: the notebooks' code cells run in already warm interpreters (torch, numpy
   and matplotlib imported), twice per submission as the grader does, split over the cores;
 - a single-notebook `grader check` against that notebook run twice as a plain `python` script;
@@ -29,6 +32,7 @@ import time
 from pathlib import Path
 
 import nbformat
+from nbgrader_bench import autograde_seconds, ensure_venv
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -190,8 +194,14 @@ def main() -> None:
     parser.add_argument("--submissions", type=int, default=6)
     parser.add_argument("--notebooks", default=DEFAULT_NOTEBOOKS)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--with-nbgrader",
+        action="store_true",
+        help="also time `nbgrader autograde` of the class (creates its environment once)",
+    )
     args = parser.parse_args()
     notebooks = args.notebooks.split(",")
+    nbgrader_venv = ensure_venv() if args.with_nbgrader else None
     work = Path(tempfile.mkdtemp(prefix="grader-bench-"))
     env = {**os.environ, "MPLBACKEND": "agg"}
     try:
@@ -257,6 +267,13 @@ def main() -> None:
             )
         nbconvert = time.perf_counter() - started
         print(f"nbconvert --execute, serial, once each: {nbconvert:8.1f} s")
+        if nbgrader_venv is not None:
+            nbgrader = autograde_seconds(work, nbgrader_venv, notebooks, students)
+            print(
+                f"nbgrader autograde, serial: {nbgrader:.1f} s "
+                f"({nbgrader / len(paths):.2f} s per submission notebook)"
+            )
+            print(f"ratio nbgrader / grader grade: {nbgrader / ours:.2f} (target >= 3)")
         floor = compute_floor(paths, args.workers)
         print(f"compute floor (warm, twice each, {args.workers} processes): {floor:8.1f} s")
         print(
