@@ -45,6 +45,7 @@ from grader.prepare import (
 )
 from grader.results import Answer, NotebookResult
 from grader.sandbox import ResourceLimits, detect_isolation
+from grader.zygote import Zygote
 
 GRADER_VERSION = version("autodiff-grader")
 _REFERENCE_LOCKS: dict[str, threading.Lock] = {}
@@ -122,22 +123,21 @@ def grade_jobs(
     runnable = sum(1 for job in jobs if not job.problem and job.exercise in exercises)
     count = min(workers or os.cpu_count() or 1, runnable)  # no kernel for what cannot run
     limits = execution_limits(config, max(count, 1))
-    pools = [KernelPool(limits.resources, limits.threads) for _ in range(count)]
-    for pool in pools:  # the zygotes import torch while the checks modules are loaded here
-        pool.start()
-    pending: deque[tuple[int, Job, _Course]] = deque()
+    # One zygote for all workers, importing torch while the checks modules are loaded here.
+    zygote = Zygote(limits.threads) if count and detect_isolation().forked else None
+    pools = [KernelPool(limits.resources, limits.threads, zygote=zygote) for _ in range(count)]
     try:
+        pending: deque[tuple[int, Job, _Course]] = deque()
         for index, (job, course) in enumerate(_match(jobs, exercises)):
             if isinstance(course, GraderError):  # nothing to run: reported at once
                 report(index, NotebookResult(job.exercise, str(job.path), (), error=str(course)))
             else:
                 pending.append((index, job, course))
-    except BaseException:
-        for pool in pools:
-            pool.close()
-        raise
-    if pools:
-        _run_workers(pending, pools, config, limits, report)
+        if pools:
+            _run_workers(pending, pools, config, limits, report)
+    finally:
+        if zygote is not None:
+            zygote.close()  # each worker closed its own pool
     return [results[index] for index in sorted(results)]
 
 

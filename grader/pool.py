@@ -50,12 +50,21 @@ class WarmKernel:
 class KernelPool:
     """Hands out fresh kernels, keeping `ahead` more launched and warming."""
 
-    def __init__(self, resources: ResourceLimits, threads: int = 1, ahead: int = 1) -> None:
+    def __init__(
+        self,
+        resources: ResourceLimits,
+        threads: int = 1,
+        ahead: int = 1,
+        zygote: Zygote | None = None,
+    ) -> None:
+        """`zygote`: one shared with other pools, which its owner closes; by default the pool
+        starts (and closes) its own where kernels are forked."""
         self.resources = resources
         self.threads = threads
         self.ahead = ahead
         self._ready: deque[WarmKernel] = deque()
-        self._zygote: Zygote | None = None
+        self._zygote = zygote
+        self._owns_zygote = zygote is None
 
     def take(self) -> WarmKernel:
         """A launched kernel; the next one starts warming at once."""
@@ -64,15 +73,10 @@ class KernelPool:
             self._ready.append(self._launch())
         return kernel
 
-    def start(self) -> None:
-        """Start the zygote's imports now, where kernels are forked (from any thread)."""
-        if detect_isolation().forked:
-            self._start_zygote()
-
     def prime(self) -> None:
         """Start warming now, before kernels are needed: the zygote, or `ahead + 1` kernels."""
-        self.start()
         if detect_isolation().forked:
+            self._start_zygote()
             return
         while len(self._ready) < self.ahead + 1:
             self._ready.append(self._launch())
@@ -81,7 +85,7 @@ class KernelPool:
         """Stop the kernels that were never used, and the zygote."""
         while self._ready:
             discard(self._ready.popleft())
-        if self._zygote is not None:
+        if self._zygote is not None and self._owns_zygote:
             self._zygote.close()
             self._zygote = None
 

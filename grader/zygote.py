@@ -124,7 +124,8 @@ class Mount:
 
 
 class Zygote:
-    """A pool's warm process, started at once; the first `fork_kernel` waits for its imports."""
+    """The warm process kernels are forked from, started at once; the first `fork_kernel` waits
+    for its imports. Pools on several threads may share one: requests are served one at a time."""
 
     def __init__(self, threads: int) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix="grader-zygote-", dir=RUN_ROOT))
@@ -138,9 +139,14 @@ class Zygote:
             start_new_session=True,
         )
         self._ready = False
+        self._lock = threading.Lock()
 
     def fork_kernel(self, job: Job) -> int:
         """Start a confined kernel for `job`; the process id of its sandbox's outer process."""
+        with self._lock:
+            return self._fork_kernel(job)
+
+    def _fork_kernel(self, job: Job) -> int:
         if not self._ready:
             ready = self._reply(READY_TIMEOUT)
             if not ready.get("ready"):
