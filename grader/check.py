@@ -119,6 +119,8 @@ def _run_pytest(checks_path: Path, collector: _Collector) -> int | pytest.ExitCo
             "-p", "no:cacheprovider",
             "-p", "no:terminal",
             "-p", "no:warnings",
+            # it collects garbage five times per session: seconds per batch with torch loaded
+            "-p", "no:unraisableexception",
             "-c", os.devnull,
             "--rootdir", str(checks_path.parent),
             "--import-mode=importlib",
