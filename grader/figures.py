@@ -22,8 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from grader.check import CheckFailed, NotebookRun, VariantRuns, describe_cell_failure
 from grader.results import Figure, Series
 
@@ -66,8 +64,8 @@ def declared_figures(namespace: dict[str, Any]) -> tuple[FigureSpec, ...]:
 
 def line(label: str, y: Any, x: Any = None, style: str = "line") -> Series:
     """A series from anything array-like (list, numpy array, tensor); `x` defaults to 0, 1, ..."""
-    ys = _floats(y)
-    xs = _floats(x) if x is not None else [float(i) for i in range(len(ys))]
+    ys = _floats(y, label)
+    xs = _floats(x, label) if x is not None else [float(i) for i in range(len(ys))]
     if len(xs) != len(ys):
         raise CheckFailed(f"{label}: {len(xs)} x values for {len(ys)} y values")
     keep = _thinned(len(ys))
@@ -101,11 +99,11 @@ def _draw(spec: FigureSpec, runs: VariantRuns) -> Figure:
     return dataclasses.replace(empty, series=tuple(series))
 
 
-def _floats(values: Any) -> list[float]:
-    if hasattr(values, "detach"):
-        values = values.detach().cpu().double().numpy()
-    array = np.asarray(values, dtype=np.float64).reshape(-1)
-    return [float(v) if math.isfinite(v) else math.nan for v in array]
+def _floats(values: Any, label: str) -> list[float]:
+    from grader.expect import as_tensor  # imports torch: not at the grader's start
+
+    flat = as_tensor(values, label).reshape(-1).tolist()
+    return [v if math.isfinite(v) else math.nan for v in flat]
 
 
 def _thinned(count: int) -> list[int]:
@@ -126,7 +124,7 @@ def history_lines(
 
 def agreement(got: Any, expected: Any, label: str = "your values") -> list[Series]:
     """Points (expected, got) and the diagonal on which they would all lie if they agreed."""
-    xs, ys = _floats(expected), _floats(got)
+    xs, ys = _floats(expected, "the expected values"), _floats(got, label)
     finite = [v for v in xs if math.isfinite(v)] or [0.0]
     low, high = min(finite), max(finite)
     return [points(label, xs, ys), line("agreement", [low, high], [low, high], style="dashed")]
