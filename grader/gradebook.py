@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     create_engine,
+    func,
     inspect,
     select,
 )
@@ -202,7 +203,7 @@ class Gradebook:
     def run_count(self) -> int:
         """How many runs the gradebook holds (history included)."""
         with Session(self.engine) as session:
-            return len(session.scalars(select(RunRow.id)).all())
+            return session.scalar(select(func.count(RunRow.id))) or 0
 
 
 def _engine(url: str) -> Engine:
