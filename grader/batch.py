@@ -54,46 +54,38 @@ def grade_class(
     exercises = find_exercises(config)
     versions = {name: course_version(ex, config.hidden_seed) for name, ex in exercises.items()}
     with open_submissions(source, exercises) as submissions:
+        fingerprinted = [(s, versions.get(s.exercise, "")) for s in submissions]
         todo = [
-            s
-            for s in submissions
-            if regrade or not gradebook.is_graded(s, GRADER_VERSION, versions.get(s.exercise, ""))
+            (s, version)
+            for s, version in fingerprinted
+            if regrade or not gradebook.is_graded(s, GRADER_VERSION, version)
         ]
         if progress is not None:
             progress.start(len(todo))
-        recorded: list[NotebookResult] = []
+        recorded = 0
+        problems: list[str] = []
 
         def record(index: int, result: NotebookResult) -> None:
-            submission = todo[index]
-            version = versions.get(submission.exercise, "")
+            nonlocal recorded
+            submission, version = todo[index]
             gradebook.record(submission, result, GRADER_VERSION, version)
-            recorded.append(result)
+            recorded += 1
+            if result.error:
+                problems.append(f"{submission.student}: {result.error}")
             if progress is not None:
                 progress.advance(submission, result)
 
-        jobs = [Job(s.path, s.exercise, s.problem) for s in todo]
+        jobs = [Job(s.path, s.exercise, s.problem) for s, _ in todo]
+        interrupted = False
         try:
             if jobs:
                 grade_jobs(jobs, config, workers, record)
         except KeyboardInterrupt:
-            return _summary(submissions, todo, recorded, interrupted=True)
-    return _summary(submissions, todo, recorded)
-
-
-def _summary(
-    submissions: list[Submission],
-    todo: list[Submission],
-    recorded: list[NotebookResult],
-    interrupted: bool = False,
-) -> BatchSummary:
-    by_path = {str(s.path): s for s in todo}
-    problems = tuple(
-        f"{by_path[result.path].student}: {result.error}" for result in recorded if result.error
-    )
+            interrupted = True
     return BatchSummary(
         collected=len(submissions),
         skipped=len(submissions) - len(todo),
-        recorded=len(recorded),
-        problems=problems,
+        recorded=recorded,
+        problems=tuple(problems),
         interrupted=interrupted,
     )
