@@ -17,6 +17,7 @@ from grader.gradebook import Gradebook
 from grader.grading import GRADER_VERSION, Job, grade_jobs
 from grader.results import NotebookResult
 from grader.submissions import Submission, open_submissions
+from grader.zygote import Zygote
 
 
 class Progress(Protocol):
@@ -49,8 +50,11 @@ def grade_class(
     workers: int | None = None,
     regrade: bool = False,
     progress: Progress | None = None,
+    zygote: Zygote | None = None,
 ) -> BatchSummary:
-    """Grade every submission in folder or zip `source` that needs it; record each result."""
+    """Grade every submission in folder or zip `source` that needs it; record each result.
+
+    `zygote`: see `grader.grading.grade_jobs`."""
     exercises = find_exercises(config)
     versions = {name: course_version(ex, config.hidden_seed) for name, ex in exercises.items()}
     with open_submissions(source, exercises) as submissions:
@@ -79,7 +83,7 @@ def grade_class(
         interrupted = False
         try:
             if jobs:
-                grade_jobs(jobs, config, workers, record)
+                grade_jobs(jobs, config, workers, record, zygote)
         except KeyboardInterrupt:
             interrupted = True
     return BatchSummary(

@@ -21,7 +21,7 @@ from nbformat.v4 import new_code_cell, new_output
 
 from grader.extract import MAX_PAYLOAD_CHARS, MIME_TYPE
 from grader.notebook import grade_id
-from grader.pool import KernelPool, WarmKernel, discard
+from grader.pool import KernelPool, WarmKernel
 from grader.sandbox import KernelJail, ResourceLimits
 
 
@@ -118,7 +118,7 @@ def run_notebook(
             except _FatalCell as fatal:
                 skipped[fatal.index] = (fatal.status, fatal.detail)
             finally:
-                discard(kernel)
+                kernels.discard(kernel)
     seconds = time.monotonic() - started
     return ExecutedNotebook(tuple(cells), tuple(probe_outcomes), seconds)
 

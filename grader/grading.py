@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -11,7 +12,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ GRADER_VERSION = version("autodiff-grader")
 _REFERENCE_LOCKS: dict[str, threading.Lock] = {}
 _REPORTING_LOCK = threading.Lock()
 MAX_ANSWER_CHARS = 20_000
+RUNS_PER_NOTEBOOK = 2  # its own parameters and the hidden variant: `grader.prepare.variants`
 
 
 @dataclass(frozen=True)
@@ -65,12 +67,11 @@ class _Course:
 
 @dataclass(frozen=True)
 class _Session:
-    """What every notebook of one grading run shares."""
+    """What every run of one grading run shares."""
 
     config: Config
     device: str
     limits: Limits
-    pool: KernelPool
 
 
 @dataclass(frozen=True)
@@ -83,21 +84,35 @@ class Job:
     problem: str = ""
 
 
+@dataclass
+class _Grading:
+    """One notebook in progress: its variant runs, filled in by whichever workers ran them."""
+
+    index: int
+    path: Path
+    course: _Course
+    prepared: PreparedNotebook
+    plan: list[Variant]
+    started: float
+    runs: dict[int, VariantRuns] = field(default_factory=dict)
+
+
 def check_notebooks(
     paths: list[Path],
     config: Config,
     workers: int | None = None,
     on_result: Callable[[NotebookResult], None] | None = None,
+    zygote: Zygote | None = None,
 ) -> list[NotebookResult]:
     """Grade each notebook in `paths` (folders are searched for `*.ipynb`), in order.
 
-    A notebook is matched to the exercise of the same name. `workers` notebooks are graded at
-    once (default: one per core), each worker with its own pool of warm kernels; `on_result` is
-    called with each result as soon as it is ready.
+    A notebook is matched to the exercise of the same name. Up to `workers` runs go on at once
+    (default: one per core), each worker with its own pool of warm kernels; `on_result` is
+    called with each result as soon as it is ready. `zygote`: see `grade_jobs`.
     """
     jobs = [Job(path, path.stem) for path in expand_paths(paths)]
     report = None if on_result is None else (lambda _index, result: on_result(result))
-    return grade_jobs(jobs, config, workers, report)
+    return grade_jobs(jobs, config, workers, report, zygote)
 
 
 def grade_jobs(
@@ -105,11 +120,17 @@ def grade_jobs(
     config: Config,
     workers: int | None = None,
     on_result: Callable[[int, NotebookResult], None] | None = None,
+    zygote: Zygote | None = None,
 ) -> list[NotebookResult]:
     """Grade `jobs` in parallel; `on_result(index, result)` is called as each one is ready.
 
-    On Ctrl-C (or a grader error) no new job is started; the notebooks in progress finish and
-    are reported before the exception goes on.
+    Every notebook runs twice (its own parameters and the hidden variant); the runs are spread
+    over `workers` workers (default: one per core), both runs of a notebook at once where two
+    are free. `zygote`: one the caller started early so that its imports overlap the caller's
+    set-up, and closes; by default one is started here where kernels are forked.
+
+    On Ctrl-C (or a grader error) no new notebook is started; the notebooks in progress finish
+    and are reported before the exception goes on.
     """
     results: dict[int, NotebookResult] = {}
 
@@ -121,47 +142,101 @@ def grade_jobs(
 
     exercises = find_exercises(config)
     runnable = sum(1 for job in jobs if not job.problem and job.exercise in exercises)
-    count = min(workers or os.cpu_count() or 1, runnable)  # no kernel for what cannot run
-    limits = execution_limits(config, max(count, 1))
-    # One zygote for all workers, importing torch while the checks modules are loaded here.
-    zygote = Zygote(limits.threads) if count and detect_isolation().forked else None
-    pools = [KernelPool(limits.resources, limits.threads, zygote=zygote) for _ in range(count)]
-    try:
+    count = min(workers or os.cpu_count() or 1, RUNS_PER_NOTEBOOK * runnable)  # no idle kernels
+    with contextlib.ExitStack() as stack:
+        if zygote is None and count and detect_isolation().forked:
+            # Importing torch while the checks modules are loaded here.
+            zygote = stack.enter_context(Zygote())
         pending: deque[tuple[int, Job, _Course]] = deque()
         for index, (job, course) in enumerate(_match(jobs, exercises)):
             if isinstance(course, GraderError):  # nothing to run: reported at once
                 report(index, NotebookResult(job.exercise, str(job.path), (), error=str(course)))
             else:
                 pending.append((index, job, course))
-        if pools:
-            _run_workers(pending, pools, config, limits, report)
-    finally:
-        if zygote is not None:
-            zygote.close()  # each worker closed its own pool
+        if count:
+            limits = execution_limits(config, count)
+            session = _Session(config, resolve_device(config.device), limits)
+            pools = [
+                KernelPool(limits.resources, limits.threads, zygote=zygote) for _ in range(count)
+            ]
+            _run_workers(_Schedule(pending, session), pools, report)
     return [results[index] for index in sorted(results)]
 
 
+class _Schedule:
+    """Hands the notebooks' variant runs to the workers, one at a time.
+
+    The runs of notebooks already started come first, so that the two runs of a notebook go on
+    at once on two workers and its result comes early. After `stop` no notebook is started, but
+    the runs of those started are still handed out: every started notebook is reported.
+    """
+
+    def __init__(self, pending: deque[tuple[int, Job, _Course]], session: _Session) -> None:
+        self.session = session
+        self._pending = pending
+        self._open: deque[tuple[_Grading, int]] = deque()
+        self._starting = 0  # notebooks being prepared by a worker, their other runs not yet open
+        self._stopped = False
+        self._changed = threading.Condition()
+
+    def next(self) -> tuple[_Grading, int] | None:
+        """A notebook and the index of the variant to run next, or None when all are handed out."""
+        with self._changed:
+            while not self._open and self._starting and (self._stopped or not self._pending):
+                self._changed.wait()
+            if self._open:
+                return self._open.popleft()
+            if self._stopped or not self._pending:
+                return None
+            index, job, course = self._pending.popleft()
+            self._starting += 1
+        grading = None
+        try:  # outside the lock: reading a large notebook takes a while
+            grading = _start_grading(index, job.path, course, self.session)
+            return grading, 0
+        finally:
+            with self._changed:
+                self._starting -= 1
+                if grading is not None:
+                    self._open.extend((grading, variant) for variant in range(1, len(grading.plan)))
+                self._changed.notify_all()
+
+    def finish(self, grading: _Grading, variant: int, runs: VariantRuns) -> bool:
+        """Keep the runs of one variant; whether they were the notebook's last."""
+        with self._changed:
+            grading.runs[variant] = runs
+            return len(grading.runs) == len(grading.plan)
+
+    def backlog(self) -> int:
+        """Runs not handed out yet (none of the notebooks still to start, once stopped)."""
+        with self._changed:
+            unstarted = 0 if self._stopped else len(self._pending)
+            return len(self._open) + self._starting + RUNS_PER_NOTEBOOK * unstarted
+
+    def stop(self) -> None:
+        with self._changed:
+            self._stopped = True
+            self._changed.notify_all()
+
+
 def _run_workers(
-    pending: deque[tuple[int, Job, _Course]],
+    schedule: _Schedule,
     pools: list[KernelPool],
-    config: Config,
-    limits: Limits,
     report: Callable[[int, NotebookResult], None],
 ) -> None:
-    """Grade the pending notebooks on a thread per pool; each thread closes its pool."""
-    stop = threading.Event()
+    """Run the scheduled runs on a thread per pool; each thread closes its pool."""
 
     def work(pool: KernelPool) -> None:
         try:
             with pool:
-                pool.prime()  # the first kernel warms while torch is imported here
-                session = _Session(config, resolve_device(config.device), limits, pool)
-                while not stop.is_set():
-                    try:
-                        index, job, course = pending.popleft()
-                    except IndexError:
-                        return
-                    report(index, grade_notebook(job.path, course, session))
+                pool.prime()
+                while (task := schedule.next()) is not None:
+                    grading, variant = task
+                    # A kernel launched ahead only where another run will be there to take it.
+                    pool.ahead = 1 if schedule.backlog() >= len(pools) else 0
+                    runs = _variant_runs(grading, grading.plan[variant], schedule.session, pool)
+                    if schedule.finish(grading, variant, runs):
+                        report(grading.index, _result(grading, schedule.session))
         finally:
             ensure_event_loop().close()  # the loop jupyter_client made for this thread
 
@@ -171,7 +246,7 @@ def _run_workers(
             for future in futures:
                 future.result()
         except BaseException:
-            stop.set()  # Ctrl-C or a grader error: finish the notebooks in progress, start none
+            schedule.stop()  # Ctrl-C or a grader error: finish the notebooks in progress
             raise
 
 
@@ -235,23 +310,34 @@ def _load_course(exercise: Exercise) -> _Course:
     )
 
 
-def grade_notebook(path: Path, course: _Course, session: _Session) -> NotebookResult:
-    """Grade one submitted notebook against its exercise."""
+def _start_grading(index: int, path: Path, course: _Course, session: _Session) -> _Grading:
+    """Read a submitted notebook and plan its runs."""
     started = time.monotonic()
-    name = course.exercise.name
     prepared = prepare_submission(path, course.pristine)
-    plan = variants(course.pristine, name, course.spec, session.device, session.config.hidden_seed)
-    runs = [_variant_runs(prepared, course, variant, session) for variant in plan]
-    checks = run_checks(name, course.exercise.checks_path, runs)
+    plan = variants(
+        course.pristine,
+        course.exercise.name,
+        course.spec,
+        session.device,
+        session.config.hidden_seed,
+    )
+    return _Grading(index, path, course, prepared, plan, started)
+
+
+def _result(grading: _Grading, session: _Session) -> NotebookResult:
+    """Check a notebook whose runs are all done."""
+    course, prepared = grading.course, grading.prepared
+    runs = [grading.runs[variant] for variant in range(len(grading.plan))]
+    checks = run_checks(course.exercise.name, course.exercise.checks_path, runs)
     return NotebookResult(
-        notebook=name,
-        path=str(path),
+        notebook=course.exercise.name,
+        path=str(grading.path),
         checks=tuple(checks),
         notices=prepared.notices,
-        seconds=time.monotonic() - started,
+        seconds=time.monotonic() - grading.started,
         device=session.device,
         isolation=detect_isolation().description,
-        seeds=tuple(int(v.parameters.get("seed", 0)) for v in plan),
+        seeds=tuple(int(v.parameters.get("seed", 0)) for v in grading.plan),
         answers=() if prepared.unreadable else todo_answers(prepared.notebook),
         figures=draw_figures(course.spec.figures, runs[0]),
     )
@@ -271,9 +357,10 @@ def todo_answers(nb: NotebookNode) -> tuple[Answer, ...]:
 
 
 def _variant_runs(
-    prepared: PreparedNotebook, course: _Course, variant: Variant, session: _Session
+    grading: _Grading, variant: Variant, session: _Session, pool: KernelPool
 ) -> VariantRuns:
     """The student's and the reference's runs under one variant, decoded."""
+    course, prepared = grading.course, grading.prepared
     calls = _calls(course.spec, variant)
     requests = [values_request(list(course.spec.values))] + [call_request(c) for c in calls]
     probes = probe_sources(requests)
@@ -281,9 +368,9 @@ def _variant_runs(
         student = _unrun(variant, prepared.notebook, prepared.unreadable)
     else:
         nb = with_parameters(prepared.notebook, variant.parameters)
-        executed = run_notebook(nb, probes, session.limits, session.pool)
+        executed = run_notebook(nb, probes, session.limits, pool)
         student = _collect(variant, executed_record(executed), course.spec, calls)
-    record = _reference_record(course, variant, probes, session)
+    record = _reference_record(course, variant, probes, session, pool)
     return VariantRuns(variant.label, student, _collect(variant, record, course.spec, calls))
 
 
@@ -336,7 +423,7 @@ def _unrun(variant: Variant, nb: NotebookNode, reason: str) -> RunData:
 
 
 def _reference_record(
-    course: _Course, variant: Variant, probes: list[str], session: _Session
+    course: _Course, variant: Variant, probes: list[str], session: _Session, pool: KernelPool
 ) -> dict[str, Any]:
     key = hashlib.sha256(
         json.dumps(
@@ -356,7 +443,7 @@ def _reference_record(
             record: dict[str, Any] = json.loads(cache.read_text(encoding="utf-8"))
             return record
         nb = with_parameters(course.solution, variant.parameters)
-        record = executed_record(run_notebook(nb, probes, session.limits, session.pool))
+        record = executed_record(run_notebook(nb, probes, session.limits, pool))
         cache.parent.mkdir(parents=True, exist_ok=True)
         partial = cache.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         partial.write_text(json.dumps(record), encoding="utf-8")

@@ -3,9 +3,10 @@
 A kernel's start and the import of torch, numpy and matplotlib take about three seconds, longer
 than many notebooks run. Where the machine allows it, each pool has a zygote (`grader.zygote`)
 that imports them once and forks every kernel, already warm, into a sandbox of its own; otherwise
-the pool launches the next jailed kernel while the current run goes on, with those modules
-imported at its start. Either way no name is bound in the namespace the notebook sees, a run
-finds its kernel ready, and a kernel is never reused: isolation between runs stays whole.
+the pool launches jailed kernels with those modules imported at their start. Either way the pool
+launches the next kernel, and kills a used one, on a thread of its own while the current run goes
+on; no name is bound in the namespace the notebook sees, a run finds its kernel ready, and a
+kernel is never reused: isolation between runs stays whole.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import select
 import signal
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from queue import Empty
 from subprocess import DEVNULL
@@ -26,7 +28,7 @@ from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
-from jupyter_core.utils import run_sync
+from jupyter_core.utils import ensure_event_loop, run_sync
 
 from grader.sandbox import KERNEL_LAUNCHER, KernelJail, ResourceLimits, detect_isolation, rlimits
 from grader.zygote import WARM_MODULES, Job, Zygote
@@ -48,7 +50,11 @@ class WarmKernel:
 
 
 class KernelPool:
-    """Hands out fresh kernels, keeping `ahead` more launched and warming."""
+    """Hands out fresh kernels, keeping `ahead` more launched and warming.
+
+    `ahead` may be changed between runs by the pool's owner: 0 when no further run will need
+    one of its kernels, so that none is launched for nothing.
+    """
 
     def __init__(
         self,
@@ -62,16 +68,23 @@ class KernelPool:
         self.resources = resources
         self.threads = threads
         self.ahead = ahead
-        self._ready: deque[WarmKernel] = deque()
+        self._ready: deque[Future[WarmKernel]] = deque()
+        self._discarded: deque[Future[None]] = deque()
+        self._background = ThreadPoolExecutor(1, thread_name_prefix="kernel-pool")
         self._zygote = zygote
         self._owns_zygote = zygote is None
 
     def take(self) -> WarmKernel:
-        """A launched kernel; the next one starts warming at once."""
-        kernel = self._ready.popleft() if self._ready else self._launch()
+        """A launched kernel; the next ones start warming at once, in the background."""
+        self._raise_failed_discard()
+        kernel = self._ready.popleft().result() if self._ready else self._launch(ahead=False)
         while len(self._ready) < self.ahead:
-            self._ready.append(self._launch())
+            self._ready.append(self._background.submit(self._launch, ahead=True))
         return kernel
+
+    def discard(self, kernel: WarmKernel) -> None:
+        """Kill a used kernel and remove everything of its run, in the background."""
+        self._discarded.append(self._background.submit(discard, kernel))
 
     def prime(self) -> None:
         """Start warming now, before kernels are needed: the zygote, or `ahead + 1` kernels."""
@@ -79,15 +92,20 @@ class KernelPool:
             self._start_zygote()
             return
         while len(self._ready) < self.ahead + 1:
-            self._ready.append(self._launch())
+            self._ready.append(self._background.submit(self._launch, ahead=True))
 
     def close(self) -> None:
-        """Stop the kernels that were never used, and the zygote."""
+        """Stop the kernels that were never used and wait for every discard; stop the zygote."""
         while self._ready:
-            discard(self._ready.popleft())
+            launch = self._ready.popleft()
+            if launch.exception() is None:  # a launch that failed left nothing to stop
+                self.discard(launch.result())
+        self._background.submit(lambda: ensure_event_loop().close())  # run_sync's, there
+        self._background.shutdown(wait=True)
         if self._zygote is not None and self._owns_zygote:
             self._zygote.close()
             self._zygote = None
+        self._raise_failed_discard()
 
     def __enter__(self) -> KernelPool:
         return self
@@ -95,12 +113,16 @@ class KernelPool:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _raise_failed_discard(self) -> None:
+        while self._discarded and self._discarded[0].done():
+            self._discarded.popleft().result()
+
     def _start_zygote(self) -> Zygote:
         if self._zygote is None:
-            self._zygote = Zygote(self.threads)
+            self._zygote = Zygote()
         return self._zygote
 
-    def _launch(self) -> WarmKernel:
+    def _launch(self, ahead: bool) -> WarmKernel:
         isolation = detect_isolation()
         jail = KernelJail(self.resources, isolation)
         manager = AsyncKernelManager(
@@ -113,7 +135,12 @@ class KernelPool:
         warm_up = [NO_HISTORY]
         if isolation.forked:
             manager.provisioner = _ForkedKernel(
-                self._start_zygote(), jail, kernel_spec=manager.kernel_spec, parent=manager
+                self._start_zygote(),
+                jail,
+                threads=self.threads,
+                ahead=ahead,
+                kernel_spec=manager.kernel_spec,
+                parent=manager,
             )
         else:
             warm_up += WARM_UP
@@ -157,10 +184,14 @@ class _ForkedKernel(LocalProvisioner):
     Signals go to the sandbox's outer process, which any of them ends, as they ended bubblewrap.
     """
 
-    def __init__(self, zygote: Zygote, jail: KernelJail, **kwargs: Any) -> None:
+    def __init__(
+        self, zygote: Zygote, jail: KernelJail, threads: int, ahead: bool, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.zygote = zygote
         self.jail = jail
+        self.threads = threads
+        self.ahead = ahead
         self.pidfd: int | None = None
 
     @property
@@ -175,6 +206,8 @@ class _ForkedKernel(LocalProvisioner):
             rlimits=rlimits(self.jail.limits),
             environment=kwargs["env"],
             argv=cmd[len(KERNEL_LAUNCHER) :],
+            threads=self.threads,
+            ahead=self.ahead,
         )
         self.pid = self.zygote.fork_kernel(job)
         self.pidfd = os.pidfd_open(self.pid)  # before the zygote may reap it: its next request
@@ -214,8 +247,20 @@ class _ForkedKernel(LocalProvisioner):
 class _ReadyClient(AsyncKernelClient):
     """A client that is ready once the kernel has answered `kernel_info` on shell and on iopub.
 
-    jupyter_client's own client also waits for 0.2 s of silence on iopub, on every run.
+    jupyter_client's own client also waits for 0.2 s of silence on iopub, on every run. It has
+    no heartbeat channel (a thread and a socket per run): whether the kernel lives is asked of
+    its manager, which follows the process.
     """
+
+    def start_channels(
+        self,
+        shell: bool = True,
+        iopub: bool = True,
+        stdin: bool = True,
+        hb: bool = False,
+        control: bool = True,
+    ) -> None:
+        super().start_channels(shell, iopub, stdin, False, control)
 
     async def wait_for_ready(self, timeout: float | None = None) -> None:
         deadline = time.monotonic() + (60.0 if timeout is None else timeout)

@@ -54,15 +54,28 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 from grader.errors import GraderError
-from grader.sandbox import RUN_ROOT, SYSTEM_FILES, SYSTEM_PATHS, kernel_environment
+from grader.sandbox import (
+    RUN_ROOT,
+    SYSTEM_FILES,
+    SYSTEM_PATHS,
+    detect_isolation,
+    kernel_environment,
+)
 
 WARM_MODULES = ("numpy", "torch", "matplotlib", "matplotlib.pyplot")
 # Once per pool they cost a kernel nothing: torch.optim imports torch._dynamo (a second of CPU)
 # when it makes its first optimizer, matplotlib mplot3d at the first 3-D axes.
-ZYGOTE_MODULES = (*WARM_MODULES, "ipykernel.kernelapp")
+ZYGOTE_MODULES = (
+    *WARM_MODULES,
+    "ipykernel.kernelapp",
+    "ipykernel.ipkernel",
+    "ipykernel.debugger",
+    "pdb",
+)
 LATER_MODULES = ("mpl_toolkits.mplot3d", "torch._dynamo")
-"""Imported once the first kernels are forked, while no request waits: a single `grader check`
-does not wait for them, and the kernels of a batch find them imported."""
+"""Imported after the first kernel forked ahead of need, while no request waits: a batch's later
+kernels find them imported, and a single `grader check` neither waits for them nor shares its
+cores with their import."""
 KERNEL_UIDS = range(2**30, 2**31)  # a fresh one per kernel: no file or keyring of anyone else
 READY_TIMEOUT = 300.0  # the zygote's imports, on a loaded machine with cold caches
 FORK_TIMEOUT = 60.0
@@ -108,6 +121,10 @@ class Job:
     rlimits: dict[str, int]  # by prlimit option name
     environment: dict[str, str]
     argv: list[str]  # IPKernelApp's arguments
+    threads: int = 1  # torch's intra-op threads (the zygote imported it with one)
+    ahead: bool = False
+    """Launched ahead of need: more kernels will follow, so the zygote imports `LATER_MODULES`
+    once it is idle (a single `grader check` forks none ahead, and gains nothing from them)."""
 
 
 @dataclass(frozen=True)
@@ -125,16 +142,19 @@ class Mount:
 
 class Zygote:
     """The warm process kernels are forked from, started at once; the first `fork_kernel` waits
-    for its imports. Pools on several threads may share one: requests are served one at a time."""
+    for its imports. Pools on several threads may share one: requests are served one at a time.
 
-    def __init__(self, threads: int) -> None:
+    Its libraries start single-threaded; each kernel sets torch's threads to its job's share.
+    """
+
+    def __init__(self) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix="grader-zygote-", dir=RUN_ROOT))
         self.process = subprocess.Popen(
             [sys.executable, "-m", "grader.zygote"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            env=kernel_environment(self.directory, threads),
+            env=kernel_environment(self.directory, threads=1),
             cwd=self.directory,
             start_new_session=True,
         )
@@ -160,15 +180,18 @@ class Zygote:
             raise GraderError(f"the kernel zygote could not start a kernel: {reply.get('error')}")
         return int(reply["pid"])
 
+    def __enter__(self) -> Zygote:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         """End the zygote (its kernels die with it) and remove its directory."""
-        self._pipe(self.process.stdin).close()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._pipe(self.process.stdout).close()
+        self.process.kill()  # it holds nothing to save, and may still be importing
+        self.process.wait()
+        for pipe in (self.process.stdin, self.process.stdout):
+            self._pipe(pipe).close()
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def _reply(self, timeout: float) -> dict[str, Any]:
@@ -186,6 +209,14 @@ class Zygote:
     def _pipe(stream: IO[bytes] | None) -> IO[bytes]:
         assert stream is not None  # both pipes are made in __init__
         return stream
+
+
+def start_zygote() -> contextlib.AbstractContextManager[Zygote | None]:
+    """A zygote started now, to be given to `grader.grading.grade_jobs`, where kernels are forked
+    here (else nothing): a command starts it first so that its imports overlap its set-up."""
+    if not detect_isolation().forked:
+        return contextlib.nullcontext()
+    return Zygote()
 
 
 def sandbox_plan(directory: Path) -> list[Mount]:
@@ -322,7 +353,9 @@ def _start_kernel(job: Job) -> None:
     tempfile.tempdir = None
     for name in [m for m in sys.modules if m == "grader" or m.startswith("grader.")]:
         del sys.modules[name]  # the kernel cannot import the grader, as in bubblewrap
-    importlib.import_module("torch").seed()  # the zygote's generator state is every kernel's
+    torch = importlib.import_module("torch")
+    torch.seed()  # the zygote's generator state is every kernel's
+    torch.set_num_threads(job.threads)
     importlib.import_module("ipykernel.kernelapp").IPKernelApp.launch_instance(argv=job.argv)
     atexit._run_exitfuncs()
 
@@ -473,7 +506,7 @@ def _serve() -> int:
     if problem is not None:
         return 1
     _prctl(PR_SET_CHILD_SUBREAPER, 1)  # sandboxes whose outer process died are reaped here
-    later: tuple[str, ...] = LATER_MODULES
+    later: tuple[str, ...] = ()
     while True:
         if later and not select.select([0], [], [], 0)[0]:
             if _warm(later) is not None:
@@ -481,15 +514,18 @@ def _serve() -> int:
             later = ()
         line = _receive()
         if line is None:
-            break
+            return 0
         with contextlib.suppress(ChildProcessError):
             while os.waitpid(-1, os.WNOHANG)[0]:  # the grader has a pidfd of every reply's pid
                 pass
         try:
-            _send({"pid": _fork(Job(**json.loads(line)), _start_kernel)})
+            job = Job(**json.loads(line))
+            _send({"pid": _fork(job, _start_kernel)})
         except Exception as error:  # the grader raises it; the zygote serves on
             _send({"error": f"{type(error).__name__}: {error}"})
-    return 0
+            continue
+        if job.ahead and not set(LATER_MODULES) <= sys.modules.keys():
+            later = LATER_MODULES
 
 
 def _warm(modules: tuple[str, ...]) -> str | None:
@@ -565,4 +601,6 @@ def _probe() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_probe() if sys.argv[1:] == ["--probe"] else _serve())
+    status = _probe() if sys.argv[1:] == ["--probe"] else _serve()
+    sys.stdout.flush()
+    os._exit(status)  # no teardown of torch's modules: the grader waits for this exit

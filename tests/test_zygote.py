@@ -58,6 +58,9 @@ class _Given:
     def take(self) -> WarmKernel:
         return self.kernel
 
+    def discard(self, kernel: WarmKernel) -> None:
+        discard(kernel)
+
 
 def run_cells(cells: list[str], kernels: KernelPool | _Given) -> ExecutedNotebook:
     nb = make_notebook([make_cell(source, f"cell{i}") for i, source in enumerate(cells)])
