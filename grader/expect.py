@@ -96,7 +96,7 @@ def as_float_list(value: Any, name: str) -> list[float]:
         tensor = tensor.reshape(-1)
     if tensor.dim() == 0:
         raise CheckFailed(f"`{name}` should be a list with one number per step, not one number")
-    return [float(item) for item in tensor]
+    return [float(item) for item in tensor.tolist()]
 
 
 def assert_finite(value: torch.Tensor, what: str, where: str = "") -> None:

@@ -39,6 +39,7 @@ WARM_UP = [
     "--IPKernelApp.exec_lines=del _grader_module",
 ]
 NO_HISTORY = "--HistoryManager.enabled=False"
+IOPUB_WAIT = 0.05  # seconds for a first iopub message before `kernel_info` is asked again
 
 
 @dataclass
@@ -267,7 +268,7 @@ class _ReadyClient(AsyncKernelClient):
         while time.monotonic() < deadline:
             msg_id = self.kernel_info()
             reply = await self._shell_reply(msg_id, deadline)
-            if reply is not None and await self._iopub_idle(msg_id):
+            if reply is not None and await self._iopub_heard():
                 self._handle_kernel_info_reply(reply)
                 return
             if not await self._async_is_alive():
@@ -284,16 +285,15 @@ class _ReadyClient(AsyncKernelClient):
                 return msg
         return None
 
-    async def _iopub_idle(self, msg_id: str) -> bool:
-        """Whether iopub brings the `idle` after `msg_id` (if not, it was not yet subscribed)."""
-        while True:
-            try:
-                msg = await self.iopub_channel.get_msg(timeout=0.2)
-            except Empty:
-                return False
-            if (
-                msg["parent_header"].get("msg_id") == msg_id
-                and msg["msg_type"] == "status"
-                and msg["content"].get("execution_state") == "idle"
-            ):
-                return True
+    async def _iopub_heard(self) -> bool:
+        """Whether iopub brings a message (the status of any `kernel_info`) soon.
+
+        A subscriber receives nothing published before its subscription reached the kernel, so
+        any message shows that no later output can be lost. When none comes, the caller asks
+        again rather than waiting long: the first reply often beats the subscription.
+        """
+        try:
+            await self.iopub_channel.get_msg(timeout=IOPUB_WAIT)
+        except Empty:
+            return False
+        return True
