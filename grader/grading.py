@@ -38,6 +38,7 @@ from grader.figures import draw_figures
 from grader.notebook import grade_id, is_todo, read_course_notebook
 from grader.pool import KernelPool
 from grader.prepare import (
+    RUNS_PER_NOTEBOOK,
     PreparedNotebook,
     Variant,
     prepare_submission,
@@ -46,13 +47,12 @@ from grader.prepare import (
 )
 from grader.results import Answer, NotebookResult
 from grader.sandbox import ResourceLimits, detect_isolation
-from grader.zygote import Zygote
+from grader.zygote import Zygote, start_zygote
 
 GRADER_VERSION = version("autodiff-grader")
 _REFERENCE_LOCKS: dict[str, threading.Lock] = {}
 _REPORTING_LOCK = threading.Lock()
 MAX_ANSWER_CHARS = 20_000
-RUNS_PER_NOTEBOOK = 2  # its own parameters and the hidden variant: `grader.prepare.variants`
 
 
 @dataclass(frozen=True)
@@ -144,9 +144,8 @@ def grade_jobs(
     runnable = sum(1 for job in jobs if not job.problem and job.exercise in exercises)
     count = min(workers or os.cpu_count() or 1, RUNS_PER_NOTEBOOK * runnable)  # no idle kernels
     with contextlib.ExitStack() as stack:
-        if zygote is None and count and detect_isolation().forked:
-            # Importing torch while the checks modules are loaded here.
-            zygote = stack.enter_context(Zygote())
+        if zygote is None and count:  # importing torch while the checks modules load here
+            zygote = stack.enter_context(start_zygote())
         pending: deque[tuple[int, Job, _Course]] = deque()
         for index, (job, course) in enumerate(_match(jobs, exercises)):
             if isinstance(course, GraderError):  # nothing to run: reported at once

@@ -246,7 +246,8 @@ class _ForkedKernel(LocalProvisioner):
 
 
 class _ReadyClient(AsyncKernelClient):
-    """A client that is ready once the kernel has answered `kernel_info` on shell and on iopub.
+    """A client that is ready once the kernel has answered `kernel_info` on shell and iopub has
+    brought a message.
 
     jupyter_client's own client also waits for 0.2 s of silence on iopub, on every run. It has
     no heartbeat channel (a thread and a socket per run): whether the kernel lives is asked of

@@ -23,6 +23,7 @@ from grader.course import CheckSpec
 from grader.notebook import grade_id, is_parameters, is_todo, read_parameters, render_parameters
 
 MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024
+RUNS_PER_NOTEBOOK = 2  # the length of every `variants` list
 
 
 @dataclass(frozen=True)
