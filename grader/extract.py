@@ -23,7 +23,14 @@ MIME_TYPE = "application/vnd.grader.payload.v1"
 MAX_PAYLOAD_CHARS = 64 * 1024 * 1024
 MAX_DEPTH = 16
 MAX_ARRAY_BYTES = 16 * 1024 * 1024
-AUTOGRAD = ("torch.autograd.backward", "torch.autograd.grad")
+# `.backward()`, `torch.autograd.grad` and `torch.func` all reach the engine through
+# `torch.autograd._engine_run_backward`, looked up when they run: a notebook's own name for
+# `grad` or `backward` (`from torch.autograd import grad`) is counted there.
+AUTOGRAD = (
+    "torch.autograd.backward",
+    "torch.autograd.grad",
+    "torch.autograd._engine_run_backward",
+)
 # dtype name -> (numpy name, bytes per item)
 DTYPES = {
     "float16": ("float16", 2),
@@ -73,8 +80,9 @@ class Call:
     Each case is a tuple of positional arguments; `globals_per_case`, when given, are
     notebook-level variables set before each call (and restored after), for functions that read
     the notebook's state (like `gradient(x, y)` reading `w` and `b`). Calls of the `forbidden`
-    functions (dotted names) during a case are counted: a gradient "derived by hand" must not
-    call autograd, a hand-written loss must not call the library's.
+    functions (dotted names) during a case are counted, under those names and under any name the
+    notebook bound to them (`from torch.nn.functional import mse_loss`): a gradient "derived by
+    hand" must not call autograd, a hand-written loss must not call the library's.
     """
 
     function: str
@@ -326,7 +334,7 @@ def _call_one(
     overrides = decode(case["globals"])
     saved = {name: namespace[name] for name in overrides if name in namespace}
     namespace.update(overrides)
-    counter = _CallCounter(forbidden)
+    counter = _CallCounter(forbidden, namespace)
     try:
         with counter:
             output = function(*args)
@@ -355,32 +363,43 @@ def _kernel_argument(value: Any) -> Any:
 
 
 class _CallCounter:
-    """Counts calls of the named functions (`module.path.function`) while it is entered.
+    """Counts calls of the named functions (`module.path.function`) while it is entered, made
+    through their modules or through the notebook's own names for them.
 
     Only functions of modules already imported are watched: the student's code cannot have
     called the others.
     """
 
-    def __init__(self, names: list[str]) -> None:
+    def __init__(self, names: list[str], namespace: dict[str, Any]) -> None:
         self.names = names
+        self.namespace = namespace
         self.calls = 0
         self.saved: list[tuple[Any, str, Any]] = []
+        self.aliases: dict[str, Any] = {}
 
     def __enter__(self) -> None:
         import sys
 
+        counted = {}
         for name in self.names:
             owner_name, _, attribute = name.rpartition(".")
             owner = sys.modules.get(owner_name)
             original = getattr(owner, attribute, None) if owner is not None else None
             if callable(original):
+                counted[id(original)] = self._counted(original)
                 self.saved.append((owner, attribute, original))
-                setattr(owner, attribute, self._counted(original))
+                setattr(owner, attribute, counted[id(original)])
+        for key, value in list(self.namespace.items()):
+            if id(value) in counted:
+                self.aliases[key] = value
+                self.namespace[key] = counted[id(value)]
 
     def __exit__(self, *exc: object) -> None:
         for owner, attribute, original in reversed(self.saved):
             setattr(owner, attribute, original)
         self.saved.clear()
+        self.namespace.update(self.aliases)
+        self.aliases.clear()
 
     def _counted(self, original: Any) -> Any:
         def counted(*args: Any, **kwargs: Any) -> Any:
