@@ -8,8 +8,10 @@ holds in both.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,10 @@ from grader.results import FAILED, PASSED, CheckResult
 
 GRADE_MARKER = "grade"
 _PYTEST_LOCK = threading.Lock()
+# Settings of the instructor's or CI's own pytest runs, which pytest.main would apply to the
+# checks too: `PYTEST_ADDOPTS="-k slow"` would deselect every check, a listed plugin could
+# change what they see.
+PYTEST_ENVIRONMENT = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS")
 
 
 class CheckFailed(AssertionError):
@@ -101,7 +107,8 @@ def describe_cell_failure(grade_id: str, status: str, ename: str, evalue: str) -
 def run_checks(notebook: str, checks_path: Path, runs: list[VariantRuns]) -> list[CheckResult]:
     """Run the checks module against every variant and merge the verdicts per check."""
     collector = _Collector(runs)
-    with _PYTEST_LOCK:  # pytest keeps global state: one session at a time per process
+    # pytest keeps global state: one session at a time per process
+    with _PYTEST_LOCK, _without_pytest_environment():
         exit_code = _run_pytest(checks_path, collector)
     if collector.broken or exit_code in (pytest.ExitCode.INTERNAL_ERROR, 4):
         raise CourseError(
@@ -112,10 +119,23 @@ def run_checks(notebook: str, checks_path: Path, runs: list[VariantRuns]) -> lis
     return [_merge(notebook, key, verdicts, runs) for key, verdicts in collector.verdicts.items()]
 
 
+@contextlib.contextmanager
+def _without_pytest_environment() -> Iterator[None]:
+    """`PYTEST_ENVIRONMENT` unset while the block runs (the caller holds `_PYTEST_LOCK`)."""
+    saved = {name: os.environ.pop(name) for name in PYTEST_ENVIRONMENT if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
 def _run_pytest(checks_path: Path, collector: _Collector) -> int | pytest.ExitCode:
     return pytest.main(
         [
             str(checks_path),
+            # plugins installed beside the grader (pytest-randomly reseeds and reorders, ...)
+            # are not the checks' business
+            "--disable-plugin-autoload",
             "-p", "no:cacheprovider",
             "-p", "no:terminal",
             "-p", "no:warnings",
