@@ -62,17 +62,31 @@ from grader.sandbox import (
     kernel_environment,
 )
 
-WARM_MODULES = ("numpy", "torch", "matplotlib", "matplotlib.pyplot")
-# Once per pool they cost a kernel nothing: torch.optim imports torch._dynamo (a second of CPU)
-# when it makes its first optimizer, matplotlib mplot3d at the first 3-D axes.
+WARM_MODULES = (
+    "numpy",
+    "torch",
+    "matplotlib",
+    "matplotlib.pyplot",
+    "matplotlib.backends.backend_agg",  # at the first figure
+)
+# Once per pool they cost a kernel nothing: ipykernel's application and what IPython imports
+# as it starts (a tenth of a kernel's start-up); torch.optim imports torch._dynamo (a second of
+# CPU) when it makes its first optimizer, matplotlib mplot3d at the first 3-D axes.
 ZYGOTE_MODULES = (
     *WARM_MODULES,
     "ipykernel.kernelapp",
     "ipykernel.ipkernel",
     "ipykernel.debugger",
     "pdb",
+    "faulthandler",
+    "tornado.platform.asyncio",
+    "IPython.core.completerlib",
+    "IPython.core.debugger",
+    "IPython.core.logger",
+    "IPython.core.oinspect",
+    "IPython.extensions.storemagic",
 )
-LATER_MODULES = ("mpl_toolkits.mplot3d", "torch._dynamo")
+LATER_MODULES = ("mpl_toolkits.mplot3d", "torch._dynamo", "torch.profiler._cupti_monitor")
 """Imported after the first kernel forked ahead of need, while no request waits: a batch's later
 kernels find them imported, and a single `grader check` neither waits for them nor shares its
 cores with their import."""
