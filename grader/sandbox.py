@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CGROUP_V1 = Path("/sys/fs/cgroup")
+CPU_SHARES = 1024  # the weight of one process, or of one cgroup, by default
 # Private run directories live in memory where possible: what a kernel writes there is then
 # charged to its memory cgroup instead of filling the disk.
 RUN_ROOT = "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
@@ -240,16 +241,26 @@ def rlimits(limits: ResourceLimits) -> dict[str, int]:
 
 
 def _create_cgroups(name: str, limits: ResourceLimits) -> list[Path]:
-    """A pids and a memory cgroup (v1) for one run, or none where they cannot be made."""
+    """A pids, a memory and a cpu cgroup (v1) for one run, or those that can be made.
+
+    The cpu group makes the run one entity for the scheduler, however many processes and
+    sessions it starts: without it, processes that call `setsid()` each get a fair share of
+    their own and can slow the runs of other students into their time limits. The runs'
+    parent group weighs as much as one busy process per core.
+    """
     settings = {
         "pids": {"pids.max": str(limits.processes)},
         "memory": {"memory.limit_in_bytes": str(limits.memory_mb * 1024 * 1024)},
+        "cpu": {},
     }
+    parents = {"cpu": {"cpu.shares": str(CPU_SHARES * (os.cpu_count() or 1))}}
     groups = []
     for controller, values in settings.items():
         group = CGROUP_V1 / controller / "grader" / name
         try:
             group.mkdir(parents=True)
+            for key, value in parents.get(controller, {}).items():
+                (group.parent / key).write_text(value)
             for key, value in values.items():
                 (group / key).write_text(value)
         except OSError:

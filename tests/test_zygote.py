@@ -3,10 +3,13 @@ from __future__ import annotations
 import os
 import select
 import sys
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from jupyter_core.utils import ensure_event_loop
 
 from grader import sandbox
 from grader.execute import ExecutedNotebook, Limits, run_notebook
@@ -170,3 +173,36 @@ def test_closing_the_pool_ends_the_zygote_and_its_kernels() -> None:
         assert select.select([taken.manager.provisioner.pidfd], [], [], 5)[0], "outlived it"
     finally:
         discard(taken)
+
+
+@pytest.mark.slow
+@forked
+def test_processes_that_leave_the_session_stay_in_the_run_cpu_group(pool: KernelPool) -> None:
+    # Each process that calls setsid() would get a fair share of the CPU of its own: in one
+    # group, however many there are, they share the run's.
+    if not Path("/sys/fs/cgroup/cpu").is_dir():
+        pytest.skip("no cgroup cpu controller here: a run's CPU share cannot be enforced")
+    kernel = pool.take()
+    (group,) = [g for g in kernel.jail.cgroups if g.parent.parent.name == "cpu"]
+    cells = [
+        "import os, time\nfor _ in range(3):\n    if os.fork() == 0:\n        os.setsid()\n"
+        "        open(f'left{os.getpid()}', 'w').close()\n        time.sleep(1000)\ntime.sleep(3)"
+    ]
+
+    def run() -> ExecutedNotebook:
+        try:
+            return run_cells(cells, _Given(kernel))
+        finally:
+            ensure_event_loop().close()  # the loop jupyter_client made for this thread
+
+    with ThreadPoolExecutor(1) as background:
+        running = background.submit(run)
+        deadline = time.monotonic() + 20
+        while len(list(kernel.jail.directory.glob("left*"))) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        members = [int(pid) for pid in (group / "cgroup.procs").read_text().split()]
+        sessions = {int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[3])
+                    for pid in members}  # fmt: skip
+        assert failures(running.result()) == []
+    # The sandbox's outer process, its init, the kernel and the three that left its session.
+    assert len(members) == 6 and len(sessions) == 4, (members, sessions)
