@@ -17,6 +17,7 @@ from grader.batch import grade_class
 from grader.cli import main
 from grader.config import Config
 from grader.gradebook import Gradebook
+from grader.sandbox import RUN_ROOT
 from tests.conftest import edit_solution, solution, submission, write
 
 pytestmark = pytest.mark.slow
@@ -81,8 +82,17 @@ def test_a_zip_and_a_hostile_submission_in_the_batch(mini_course: Config, tmp_pa
     assert graded[("alice", "01_mini")] == graded[("bob", "01_mini")] == 2.0
 
 
-def test_ctrl_c_loses_no_finished_result(mini_course: Config, tmp_path: Path) -> None:
+def _stop(process: subprocess.Popen[str], how: str) -> None:
+    if how == "ctrl_c":
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    else:
+        process.terminate()  # what a cancelled CI job or `kill` does
+
+
+@pytest.mark.parametrize("how", ["ctrl_c", "sigterm"])
+def test_stopping_loses_no_finished_result(mini_course: Config, tmp_path: Path, how: str) -> None:
     folder, db = tmp_path / "class", str(tmp_path / "gradebook.db")
+    runs_before = {name for name in os.listdir(RUN_ROOT) if name.startswith("grader-")}
     for student in range(8):
         submission(folder / f"s{student}", f"import time\ntime.sleep(1)\n{RIGHT}", "01_mini")
     command = [
@@ -95,10 +105,12 @@ def test_ctrl_c_loses_no_finished_result(mini_course: Config, tmp_path: Path) ->
     while not Path(db).exists() or len(scores(db)) < 2:
         assert process.poll() is None, process.communicate()
         time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    _stop(process, how)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert "run the same command again to grade the rest" in err
+    runs_after = {name for name in os.listdir(RUN_ROOT) if name.startswith("grader-")}
+    assert runs_after - runs_before == set(), "a run or zygote directory was left behind"
     saved = scores(db)
     assert 2 <= len(saved) < 8
     assert set(saved.values()) == {2.0}, "no half-graded notebook was recorded"
