@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import glob
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -30,6 +31,9 @@ from pathlib import Path
 
 CGROUP_V1 = Path("/sys/fs/cgroup")
 CPU_SHARES = 1024  # the weight of one process, or of one cgroup, by default
+CGROUP_CONTROLLERS = ("pids", "memory", "cpu")
+# What a grader process names after itself: its runs' directories and cgroups, its zygote's.
+STALE_NAME = re.compile(r"(?:grader-[a-z]+|run)-(\d+)-")
 # Private run directories live in memory where possible: what a kernel writes there is then
 # charged to its memory cgroup instead of filling the disk.
 RUN_ROOT = "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
@@ -124,8 +128,8 @@ class KernelJail:
     def __init__(self, limits: ResourceLimits, isolation: Isolation) -> None:
         self.limits = limits
         self.isolation = isolation
-        self.directory = Path(tempfile.mkdtemp(prefix="grader-run-", dir=RUN_ROOT))
-        self.cgroups = _create_cgroups(f"run-{uuid.uuid4().hex[:12]}", limits)
+        self.directory = run_directory("run")
+        self.cgroups = _create_cgroups(f"run-{os.getpid()}-{uuid.uuid4().hex[:12]}", limits)
 
     def close(self) -> None:
         """Kill whatever is left of the run and delete its cgroups and directory."""
@@ -181,17 +185,7 @@ class KernelJail:
 
     def kill_everything(self) -> None:
         """SIGKILL every process still in the run's cgroups."""
-        deadline = time.monotonic() + 2
-        while time.monotonic() < deadline:
-            pids = {pid for group in self.cgroups for pid in _cgroup_pids(group)}
-            if not pids:
-                return
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.02)
+        _kill_all(*self.cgroups)
 
     def _bwrap_argv(self) -> list[str]:
         argv = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
@@ -240,6 +234,45 @@ def rlimits(limits: ResourceLimits) -> dict[str, int]:
     }
 
 
+def run_directory(kind: str) -> Path:
+    """A new private directory in `RUN_ROOT`, named after this process so that a later grader
+    can delete it if this one is killed before it does (see `remove_stale_runs`)."""
+    remove_stale_runs()
+    return Path(tempfile.mkdtemp(prefix=f"grader-{kind}-{os.getpid()}-", dir=RUN_ROOT))
+
+
+@functools.cache
+def remove_stale_runs() -> None:
+    """Delete the run directories and cgroups of grader processes that no longer exist.
+
+    A grader killed outright (SIGKILL, the out-of-memory killer) leaves them behind: directories
+    in memory under /dev/shm, empty cgroups. Once per process, before its first run.
+    """
+    for entry in os.scandir(RUN_ROOT):
+        if entry.name.startswith("grader-") and _owner_is_gone(entry.name):
+            shutil.rmtree(entry.path, ignore_errors=True)
+    for controller in CGROUP_CONTROLLERS:
+        parent = CGROUP_V1 / controller / "grader"
+        for group in parent.glob("run-*") if parent.is_dir() else []:
+            if _owner_is_gone(group.name):
+                _kill_all(group)
+                _remove_cgroup(group)
+
+
+def _owner_is_gone(name: str) -> bool:
+    """Whether the process whose id a run's name holds (`grader-run-<pid>-...`) has ended."""
+    owner = STALE_NAME.match(name)
+    if owner is None:
+        return False
+    try:
+        os.kill(int(owner.group(1)), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, as another user
+        return False
+    return False
+
+
 def _create_cgroups(name: str, limits: ResourceLimits) -> list[Path]:
     """A pids, a memory and a cpu cgroup (v1) for one run, or those that can be made.
 
@@ -268,6 +301,21 @@ def _create_cgroups(name: str, limits: ResourceLimits) -> list[Path]:
             continue
         groups.append(group)
     return groups
+
+
+def _kill_all(*groups: Path) -> None:
+    """SIGKILL every process in `groups`, until they are empty or two seconds have passed."""
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        pids = {pid for group in groups for pid in _cgroup_pids(group)}
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.02)
 
 
 def _cgroup_pids(group: Path) -> list[int]:

@@ -55,11 +55,11 @@ from typing import IO, Any, NoReturn
 
 from grader.errors import GraderError
 from grader.sandbox import (
-    RUN_ROOT,
     SYSTEM_FILES,
     SYSTEM_PATHS,
     detect_isolation,
     kernel_environment,
+    run_directory,
 )
 
 WARM_MODULES = (
@@ -162,7 +162,7 @@ class Zygote:
     """
 
     def __init__(self) -> None:
-        self.directory = Path(tempfile.mkdtemp(prefix="grader-zygote-", dir=RUN_ROOT))
+        self.directory = run_directory("zygote")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "grader.zygote"],
             stdin=subprocess.PIPE,
@@ -599,7 +599,7 @@ def _send(reply: dict[str, Any]) -> None:
 
 def _probe() -> int:
     """Fork one sandbox, as for a kernel, whose kernel checks its own confinement."""
-    directory = tempfile.mkdtemp(prefix="grader-probe-", dir=RUN_ROOT)
+    directory = str(run_directory("probe"))
     try:
         job = Job(directory, cgroups=[], rlimits={}, environment={}, argv=[])
         outer = _fork(job, _check_confinement)

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from grader import sandbox
 from grader.sandbox import KERNEL_LAUNCHER, RUN_ROOT, Isolation, KernelJail, ResourceLimits
 from tests.conftest import ROOT
 
@@ -66,3 +70,25 @@ def test_a_forked_kernel_gets_the_bare_command() -> None:
         assert jail.kernel_argv() == [*KERNEL_LAUNCHER, "-f", "{connection_file}"]
     finally:
         jail.close()
+
+
+def test_what_a_killed_grader_left_behind_is_removed(jail: KernelJail) -> None:
+    # A grader killed outright leaves its runs' directories and cgroups, named after its
+    # process id; the next grader removes them, and nothing of a grader still running.
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    left = Path(RUN_ROOT) / f"grader-run-{gone.pid}-abcd"
+    (left / "sub").mkdir(parents=True)
+    (left / "sub" / "file").write_text("x")
+    zygote = Path(RUN_ROOT) / f"grader-zygote-{gone.pid}-abcd"
+    zygote.mkdir()
+    groups = [group.parent / f"run-{gone.pid}-abcd" for group in jail.cgroups]
+    for group in groups:
+        group.mkdir()
+    sandbox.remove_stale_runs.cache_clear()
+    sandbox.remove_stale_runs()
+    assert not left.exists() and not zygote.exists()
+    assert [group for group in groups if group.exists()] == []
+    # This process's own run is still running: it stays.
+    assert jail.directory.exists() and str(os.getpid()) in jail.directory.name
+    assert all(group.exists() and str(os.getpid()) in group.name for group in jail.cgroups)
