@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Connection,
     Engine,
     Float,
     ForeignKey,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     create_engine,
+    event,
     func,
     inspect,
     select,
@@ -39,6 +41,7 @@ from grader.submissions import Submission
 
 DEFAULT_DATABASE = "gradebook.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
+SCHEMA_LOCK = 0x6772_6164_6562_6F6F  # a PostgreSQL advisory lock key: "gradeboo"
 
 
 class Base(DeclarativeBase):
@@ -230,14 +233,46 @@ def migrate(engine: Engine) -> None:
     alembic = AlembicConfig()
     alembic.set_main_option("script_location", str(MIGRATIONS))
     known = {script.revision for script in ScriptDirectory.from_config(alembic).walk_revisions()}
+    exclusive = _exclusive_engine(engine)
     try:
-        with engine.begin() as connection:
+        with exclusive.begin() as connection:
             tables = set(inspect(connection).get_table_names())
             _refuse_foreign(tables, connection, known, describe(engine))
             alembic.attributes["connection"] = connection
             command.upgrade(alembic, "head")
     except SQLAlchemyError as error:
         raise GradebookError(f"cannot open the gradebook {describe(engine)}: {error}") from None
+    finally:
+        exclusive.dispose()
+
+
+def _exclusive_engine(engine: Engine) -> Engine:
+    """An engine on the same database whose transactions run one at a time across processes.
+
+    Two graders opening a new gradebook at once would both create the tables ("table students
+    already exists"): the migration holds SQLite's write lock (BEGIN IMMEDIATE, with pysqlite's
+    own transaction handling off, as SQLAlchemy documents) or a PostgreSQL advisory lock from
+    its first statement, so the second one waits and then finds the schema up to date.
+    """
+    exclusive = create_engine(engine.url)
+    if exclusive.dialect.name == "sqlite":
+        event.listen(exclusive, "connect", _without_implicit_transactions)
+        event.listen(exclusive, "begin", _begin_immediate)
+    elif exclusive.dialect.name == "postgresql":
+        event.listen(exclusive, "begin", _take_schema_lock)
+    return exclusive
+
+
+def _without_implicit_transactions(dbapi_connection: Any, record: Any) -> None:
+    dbapi_connection.isolation_level = None  # pysqlite then emits no BEGIN (nor COMMIT) itself
+
+
+def _begin_immediate(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _take_schema_lock(connection: Connection) -> None:
+    connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})")
 
 
 def describe(engine: Engine) -> str:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -82,6 +85,34 @@ def test_the_schema_is_created_and_matches_the_models(db_url: str) -> None:
         assert gradebook.latest() == []
     with Gradebook(db_url) as reopened:  # already up to date: opened as is
         assert reopened.latest() == []
+
+
+OPEN_WHEN_TOLD = """
+import sys, time
+from pathlib import Path
+from grader.gradebook import Gradebook
+while not Path(sys.argv[2]).exists():
+    time.sleep(0.005)
+with Gradebook(sys.argv[1]) as gradebook:
+    assert gradebook.latest() == []
+"""
+
+
+def test_graders_opening_a_new_gradebook_at_once_all_get_it(db_url: str, tmp_path: Path) -> None:
+    # Four graders started together on one new gradebook (a class split over CI jobs): one
+    # creates the schema, the others wait for it and find it up to date.
+    go = tmp_path / "go"
+    openers = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPEN_WHEN_TOLD, db_url, str(go)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for _ in range(4)
+    ]  # fmt: skip
+    time.sleep(2)  # their imports
+    go.touch()
+    outputs = [opener.communicate(timeout=60)[0] for opener in openers]
+    assert [opener.returncode for opener in openers] == [0] * 4, outputs
 
 
 def test_a_result_reads_back_whole(db_url: str) -> None:
