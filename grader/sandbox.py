@@ -128,6 +128,7 @@ class KernelJail:
     def __init__(self, limits: ResourceLimits, isolation: Isolation) -> None:
         self.limits = limits
         self.isolation = isolation
+        remove_stale_runs()
         self.directory = run_directory("run")
         self.cgroups = _create_cgroups(f"run-{os.getpid()}-{uuid.uuid4().hex[:12]}", limits)
 
@@ -237,7 +238,6 @@ def rlimits(limits: ResourceLimits) -> dict[str, int]:
 def run_directory(kind: str) -> Path:
     """A new private directory in `RUN_ROOT`, named after this process so that a later grader
     can delete it if this one is killed before it does (see `remove_stale_runs`)."""
-    remove_stale_runs()
     return Path(tempfile.mkdtemp(prefix=f"grader-{kind}-{os.getpid()}-", dir=RUN_ROOT))
 
 
@@ -246,7 +246,8 @@ def remove_stale_runs() -> None:
     """Delete the run directories and cgroups of grader processes that no longer exist.
 
     A grader killed outright (SIGKILL, the out-of-memory killer) leaves them behind: directories
-    in memory under /dev/shm, empty cgroups. Once per process, before its first run.
+    in memory under /dev/shm, empty cgroups. Once per grader process, as its zygote starts or
+    before its first run; not in the zygote's probe, which the zygote's start waits for.
     """
     for entry in os.scandir(RUN_ROOT):
         if entry.name.startswith("grader-") and _owner_is_gone(entry.name):

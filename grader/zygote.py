@@ -59,6 +59,7 @@ from grader.sandbox import (
     SYSTEM_PATHS,
     detect_isolation,
     kernel_environment,
+    remove_stale_runs,
     run_directory,
 )
 
@@ -172,6 +173,7 @@ class Zygote:
             cwd=self.directory,
             start_new_session=True,
         )
+        remove_stale_runs()  # while the zygote imports
         self._ready = False
         self._lock = threading.Lock()
 
