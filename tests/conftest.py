@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import nbformat
@@ -12,6 +13,7 @@ from nbformat import NotebookNode
 from grader.assign import assign
 from grader.config import Config, load_config
 from grader.notebook import grade_id
+from grader.sandbox import RUN_ROOT
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = [
@@ -152,3 +154,9 @@ def mini_course(tmp_path_factory: pytest.TempPathFactory) -> Config:
 def submission(folder: Path, first: str, name: str = "01_mini") -> Path:
     """A submission whose `first` cell holds `first` (and whose `second` cell is right)."""
     return write(mini_solution(first=first), folder, name)
+
+
+def own_run_dirs(pid: int | None = None) -> set[str]:
+    """The run and zygote directories of the grader with process id `pid` (default: this one)."""
+    prefixes = tuple(f"grader-{kind}-{pid or os.getpid()}-" for kind in ("run", "zygote"))
+    return {name for name in os.listdir(RUN_ROOT) if name.startswith(prefixes)}

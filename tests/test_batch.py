@@ -17,8 +17,7 @@ from grader.batch import grade_class
 from grader.cli import main
 from grader.config import Config
 from grader.gradebook import Gradebook
-from grader.sandbox import RUN_ROOT
-from tests.conftest import edit_solution, solution, submission, write
+from tests.conftest import edit_solution, own_run_dirs, solution, submission, write
 
 pytestmark = pytest.mark.slow
 
@@ -92,7 +91,6 @@ def _stop(process: subprocess.Popen[str], how: str) -> None:
 @pytest.mark.parametrize("how", ["ctrl_c", "sigterm"])
 def test_stopping_loses_no_finished_result(mini_course: Config, tmp_path: Path, how: str) -> None:
     folder, db = tmp_path / "class", str(tmp_path / "gradebook.db")
-    runs_before = {name for name in os.listdir(RUN_ROOT) if name.startswith("grader-")}
     for student in range(8):
         submission(folder / f"s{student}", f"import time\ntime.sleep(1)\n{RIGHT}", "01_mini")
     command = [
@@ -109,8 +107,7 @@ def test_stopping_loses_no_finished_result(mini_course: Config, tmp_path: Path, 
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert "run the same command again to grade the rest" in err
-    runs_after = {name for name in os.listdir(RUN_ROOT) if name.startswith("grader-")}
-    assert runs_after - runs_before == set(), "a run or zygote directory was left behind"
+    assert own_run_dirs(process.pid) == set(), "a run or zygote directory was left behind"
     saved = scores(db)
     assert 2 <= len(saved) < 8
     assert set(saved.values()) == {2.0}, "no half-graded notebook was recorded"
