@@ -10,7 +10,9 @@ import argparse
 import os
 import signal
 import sys
+import tempfile
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -41,11 +43,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         status: int = args.command(args, config)
         return status
     except GraderError as error:
-        print(f"grader: error: {error}", file=sys.stderr)
+        print(f"grader: error: {_one_line(str(error))}", file=sys.stderr)
         return EXIT_GRADER_ERROR
     except KeyboardInterrupt:
         print("grader: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as error:  # a bug of the grader's: never exit 1, which blames a student
+        print(f"grader: internal error: {_internal_error(error, args.traceback)}", file=sys.stderr)
+        return EXIT_GRADER_ERROR
+
+
+def _internal_error(error: Exception, show_traceback: bool) -> str:
+    """One line about a grader bug; its traceback is printed (`--traceback`) or kept in a log."""
+    summary = _one_line(f"{type(error).__name__}: {error}")
+    if show_traceback:
+        traceback.print_exception(error, file=sys.stderr)
+        return summary
+    with tempfile.NamedTemporaryFile(
+        "w", prefix="grader-internal-error-", suffix=".log", delete=False, encoding="utf-8"
+    ) as log:
+        traceback.print_exception(error, file=log)
+    return f"{summary} (traceback in {log.name}; please report it)"
+
+
+def _one_line(text: str, limit: int = 2000) -> str:
+    """`text` as one printable line: a message may carry a student's file name or error text."""
+    printable = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+    return printable if len(printable) <= limit else printable[:limit] + "..."
 
 
 def run() -> NoReturn:
@@ -74,6 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grader", description=__doc__)
     parser.add_argument(
         "--course", type=Path, default=None, help="the course folder (default: found from here)"
+    )
+    parser.add_argument(
+        "--traceback", action="store_true", help="print the traceback of an internal error"
     )
     commands = parser.add_subparsers(title="commands", required=True)
 

@@ -69,3 +69,29 @@ def test_grade_records_unknown_notebooks_without_starting_kernels(
     assert "not graded: ann: " in err and "no exercise is called 'homework'" in err
     code, out, _ = run(capsys, "grade", str(tmp_path / "class"), "--db", db)
     assert code == 0 and "0 graded and recorded, 1 already graded" in out
+
+
+def _broken_command(args: object, config: object) -> int:
+    raise RuntimeError("boom\x1b[2J\nsecond line")
+
+
+def test_internal_error_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("grader.cli._check", _broken_command)
+    code, _, err = run(capsys, "check")
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("grader: internal error: RuntimeError: boom")
+    assert "\x1b" not in err and "Traceback" not in err
+    log = Path(err.split("traceback in ", 1)[1].split(";", 1)[0])
+    assert "RuntimeError: boom" in log.read_text()
+    log.unlink()
+
+
+def test_internal_error_traceback_behind_a_flag(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("grader.cli._check", _broken_command)
+    code = main(["--course", str(ROOT), "--traceback", "check"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" in err and "grader: internal error: RuntimeError" in err
