@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import re
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from grader.gradebook import GradedNotebook
@@ -21,19 +23,33 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "�
 _UNSAFE_FILE_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def student_slugs(students: Iterable[str]) -> dict[str, str]:
-    """A distinct, safe file name for each student name (names that would clash get a hash)."""
+def student_slugs(students: Iterable[str], reserved: Iterable[str] = ()) -> dict[str, str]:
+    """A distinct, safe file name for each student name, never one of `reserved`.
+
+    Names are students' own text, so one may be chosen to equal another's safe or hashed form:
+    every name given out is checked against all those given before (case-insensitively, for
+    case-insensitive file systems), and a name that is taken falls back to longer hashes.
+    """
     names = sorted(set(students))
     plain = {name: _UNSAFE_FILE_CHARACTERS.sub("_", name).strip("._-")[:80] for name in names}
-    taken: dict[str, int] = {}
-    for slug in plain.values():
-        taken[slug.lower()] = taken.get(slug.lower(), 0) + 1
-    return {
-        name: slug
-        if slug and taken[slug.lower()] == 1
-        else f"{slug or 'student'}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
-        for name, slug in plain.items()
-    }
+    clashes = Counter(slug.lower() for slug in plain.values())
+    taken = {name.lower() for name in reserved}
+    slugs: dict[str, str] = {}
+    for name, slug in plain.items():
+        unique = slug if slug and clashes[slug.lower()] == 1 else None
+        chosen = next(c for c in _slug_candidates(name, slug, unique) if c.lower() not in taken)
+        taken.add(chosen.lower())
+        slugs[name] = chosen
+    return slugs
+
+
+def _slug_candidates(name: str, slug: str, unique: str | None) -> Iterator[str]:
+    if unique is not None:
+        yield unique
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
+    for length in (10, 16, 64):
+        yield f"{slug or 'student'}-{digest[:length]}"
+    yield from (f"{slug or 'student'}-{digest}-{n}" for n in itertools.count(2))
 
 
 def by_student(graded: list[GradedNotebook]) -> dict[str, list[GradedNotebook]]:

@@ -103,9 +103,7 @@ def write_feedback(graded: list[GradedNotebook], folder: Path) -> list[Path]:
 
 def student_folders(students: Iterable[str]) -> dict[str, str]:
     """The export's student slugs, but never the summary page's own name."""
-    slugs = student_slugs(students)
-    # A slug never starts with `_` (export strips it), so the prefix cannot clash with another.
-    return {name: f"_{slug}" if slug.lower() == INDEX else slug for name, slug in slugs.items()}
+    return student_slugs(students, reserved=(INDEX,))
 
 
 def _page_names(notebooks: Iterable[str]) -> dict[str, str]:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import xml.etree.ElementTree as ET
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from grader.cli import main
 from grader.export import spreadsheet_safe, student_slugs, write_csv, write_junit
+from grader.feedback import student_folders
 from grader.gradebook import Gradebook, GradedNotebook
 from grader.results import FAILED, PASSED, CheckResult, NotebookResult
 from grader.submissions import Submission
@@ -99,6 +103,38 @@ def test_slugs_are_safe_and_distinct() -> None:
     assert len(set(slugs.values())) == 6
     for slug in slugs.values():
         assert slug and "/" not in slug and not slug.startswith(".")
+
+
+def _hashed(slug: str, name: str, length: int = 10) -> str:
+    return f"{slug}-{hashlib.sha256(name.encode()).hexdigest()[:length]}"
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        # A student names a folder after another's hashed form, or its lower-case twin.
+        ["Ann Lee", "Ann_Lee", _hashed("Ann_Lee", "Ann Lee")],
+        ["Ann Lee", "Ann_Lee", _hashed("Ann_Lee", "Ann Lee").upper()],
+        # ... after the longer fallback as well.
+        ["Ann Lee", "Ann_Lee", _hashed("Ann_Lee", "Ann Lee"), _hashed("Ann_Lee", "Ann Lee", 16)],
+        # Names that clean to nothing, and one that names the fallback of those.
+        ["", "..", "___", _hashed("student", "")],
+        ["index.html", "INDEX.HTML", "index_html"],
+    ],
+)
+def test_slugs_never_collide_after_any_transformation(names: list[str]) -> None:
+    for slugs in (student_slugs(names), student_folders(names)):
+        assert len({slug.lower() for slug in slugs.values()}) == len(names)
+    assert "index.html" not in {slug.lower() for slug in student_folders(names).values()}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(alphabet="aA_ .-/\\x00é", max_size=12), max_size=12))
+def test_slugs_are_distinct_for_any_names(names: list[str]) -> None:
+    slugs = student_folders(names)
+    assert len({slug.lower() for slug in slugs.values()}) == len(set(names))
+    for slug in slugs.values():
+        assert slug and "/" not in slug and "\x00" not in slug and not slug.startswith(".")
 
 
 def test_junit_labels_suites_by_student(graded: list[GradedNotebook], tmp_path: Path) -> None:
