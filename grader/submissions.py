@@ -5,8 +5,9 @@ Layouts, which may be mixed in one folder:
 - `SUBMISSIONS/<student>/<notebook>.ipynb`: the folder's name is the student; notebooks may sit
   deeper inside it (hidden folders, `__MACOSX` and `.ipynb_checkpoints` are skipped);
 - `SUBMISSIONS/<student>_<anything>_<notebook>.ipynb` (flat, as Canvas, Moodle and Blackboard
-  downloads are named): the student is everything before the first `_`; the notebook is the
-  exercise whose name the file name ends with;
+  downloads are named): the student is everything before the first `_`, with the LMS's
+  participant number where the name carries one (Moodle, Canvas); the notebook is the exercise
+  whose name the file name ends with;
 - a `.zip` of either. A zip whose only top-level entry is a folder named like the archive (as
   "compress folder" makes them) is read as that folder.
 
@@ -38,6 +39,8 @@ MAX_ARCHIVE_ENTRIES = 100_000
 MAX_ARCHIVE_BYTES = 4 * 1024**3
 """Bytes extracted from one archive, at most (each notebook is cut at the notebook limit)."""
 _COPY_COUNTER = re.compile(r"(-\d+| \(\d+\))$")
+_MOODLE_PARTICIPANT = re.compile(r"(\d+)_assignsubmission_")
+_CANVAS_USER = re.compile(r"(?:LATE_)?(\d+)_\d{3,}_")  # user id, then the file id (large)
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,12 @@ def exercise_name(stem: str, exercises: Collection[str]) -> str:
 
 
 def parse_flat_name(stem: str, exercises: Collection[str]) -> tuple[str, str, str]:
-    """(student, exercise, problem) of an LMS file name `<student>_<anything>_<notebook>`."""
+    """(student, exercise, problem) of an LMS file name `<student>_<anything>_<notebook>`.
+
+    Where the LMS puts its participant number after the name (Moodle's
+    `<name>_<participant>_assignsubmission_...`, Canvas's `<name>[_LATE]_<user>_<file id>_...`),
+    the number is part of the student: two participants with the same display name stay two.
+    """
     student, underscore, rest = stem.partition("_")
     if not underscore or not student.strip():
         return (
@@ -132,11 +140,20 @@ def parse_flat_name(stem: str, exercises: Collection[str]) -> tuple[str, str, st
             "the student cannot be told from the file name: put each student's notebooks in a "
             "folder named after the student, or name files <student>_<anything>_<notebook>.ipynb",
         )
+    participant = _lms_participant(rest)
+    if participant:
+        student = f"{student}_{participant}"
     for candidate in dict.fromkeys([rest, _COPY_COUNTER.sub("", rest)]):
         matches = [e for e in exercises if candidate == e or candidate.endswith(f"_{e}")]
         if matches:
             return student, max(matches, key=len), ""
     return student, exercise_name(rest, exercises), ""
+
+
+def _lms_participant(rest: str) -> str:
+    """The LMS's participant (user) number at the start of `rest`, or "" if it has none."""
+    found = _MOODLE_PARTICIPANT.match(rest) or _CANVAS_USER.match(rest)
+    return found.group(1) if found else ""
 
 
 def _submission(

@@ -58,9 +58,12 @@ def test_a_folder_per_student(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("stem", "expected"),
     [
-        ("doejane_12345_67890_01_autograd_basics", ("doejane", "01_autograd_basics")),
-        ("doejane_LATE_12345_67890_01_autograd_basics-1", ("doejane", "01_autograd_basics")),
-        ("Jane Doe_4711_assignsubmission_file_basics", ("Jane Doe", "basics")),
+        ("doejane_12345_67890_01_autograd_basics", ("doejane_12345", "01_autograd_basics")),
+        ("doejane_LATE_12345_67890_01_autograd_basics-1", ("doejane_12345", "01_autograd_basics")),
+        ("Jane Doe_4711_assignsubmission_file_basics", ("Jane Doe_4711", "basics")),
+        ("Jane Doe_4712_assignsubmission_file_basics", ("Jane Doe_4712", "basics")),
+        # a number that is no LMS's participant stays out of the student's id
+        ("smith_20261201_01_autograd_basics", ("smith", "01_autograd_basics")),
         ("smith_01_autograd_basics", ("smith", "01_autograd_basics")),
         # the longest exercise name that ends the file name wins
         ("lee_x_02_linear_regression_numpy", ("lee", "02_linear_regression_numpy")),
