@@ -30,13 +30,10 @@ FRESH_POINTS = 2000
 
 def hidden_parameters(parameters: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
     curvature = float(rng.uniform(0.03, 0.08)) * float(rng.choice([-1.0, 1.0]))
-    return {
-        "true_coeffs": [
-            round(float(rng.uniform(-2, 2)), 2),
-            round(float(rng.uniform(-0.8, 0.8)), 2),
-            round(curvature, 3),
-        ]
-    }
+    intercept = round(float(rng.uniform(-2, 2)), 2)
+    slope = round(float(rng.uniform(-0.8, 0.8)), 2)
+    # (a, b, c) of a*x**2 + b*x + c: highest power first, as in notebook 01.
+    return {"true_coeffs": [round(curvature, 3), slope, intercept]}
 
 
 def calls(parameters: dict[str, Any], rng: np.random.Generator) -> list[Call]:
@@ -97,10 +94,10 @@ def _network(run) -> torch.nn.Module:
 
 
 def _fresh_error(network: torch.nn.Module, parameters: dict[str, Any], rng) -> float:
-    c0, c1, c2 = parameters["true_coeffs"]
+    a, b, c = parameters["true_coeffs"]
     x = torch.tensor(rng.normal(size=(FRESH_POINTS, 1)) * 10, dtype=torch.float64)
     with torch.no_grad():
-        return float(((network(x) - (c0 + c1 * x + c2 * x**2)) ** 2).mean())
+        return float(((network(x) - (a * x**2 + b * x + c)) ** 2).mean())
 
 
 @pytest.mark.grade("nonlinear_training", points=3)
@@ -151,13 +148,13 @@ def loss_history(student, reference, parameters):
 def network_fit(student, reference, parameters):
     x = as_tensor(reference.value("x"), "x").reshape(-1)
     grid = torch.linspace(float(x.min()), float(x.max()), 300, dtype=torch.float64)
-    c0, c1, c2 = parameters["true_coeffs"]
+    a, b, c = parameters["true_coeffs"]
     with torch.no_grad():
         yours = _network(student)(grid.reshape(-1, 1)).reshape(-1)
         theirs = _network(reference)(grid.reshape(-1, 1)).reshape(-1)
     return [
         points("noisy data", x, as_tensor(reference.value("y"), "y")),
-        line("true curve", c0 + c1 * grid + c2 * grid**2, grid, style="dashed"),
+        line("true curve", a * grid**2 + b * grid + c, grid, style="dashed"),
         line("your network", yours, grid),
         line("reference network", theirs, grid, style="dashed"),
     ]
