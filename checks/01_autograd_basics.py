@@ -24,6 +24,10 @@ VALUES = [
     "x", "y_noisy",
 ]  # fmt: skip
 
+# Follow-through credit: the TO DO cells that use an earlier TO DO cell's work, with the name
+# they use. parabola_descent and curve_fit share nothing (curve_fit has its own data and loop).
+DEPENDS_ON: dict[str, dict[str, str]] = {}
+
 
 def hidden_parameters(parameters: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
     return {

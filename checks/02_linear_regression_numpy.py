@@ -27,6 +27,13 @@ VALUES = [
     "w_v", "b_v", "autograd_losses",
 ]  # fmt: skip
 
+# Follow-through credit: the TO DO cells that use an earlier TO DO cell's work, with the name
+# they use. Both numpy loops call `gradient`; the autograd loop uses none of them.
+DEPENDS_ON = {
+    "sgd_loop": {"manual_gradient": "gradient"},
+    "gd_loop": {"manual_gradient": "gradient"},
+}
+
 # numpy float64 loops are compared tightly; the float32 autograd loop within float32 rounding.
 FLOAT64 = {"rtol": 1e-6, "atol": 1e-9}
 FLOAT32 = {"rtol": 1e-4, "atol": 1e-5}

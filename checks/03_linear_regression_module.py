@@ -24,6 +24,10 @@ from grader.figures import agreement, figure, history_lines, line, points
 VALUES = ["model", "costs", "x", "y"]
 SHAPES = {"linear.weight": (1, 1), "linear.bias": (1,)}
 
+# Follow-through credit: the TO DO cells that use an earlier TO DO cell's work, with the name
+# they use. The training loop's cost is `mse_cost`.
+DEPENDS_ON = {"training_loop": {"mse_cost": "mse_cost"}}
+
 
 def calls(parameters: dict[str, Any], rng: np.random.Generator) -> list[Call]:
     cases = []

@@ -24,6 +24,10 @@ VALUES = [
     "logistic_model", "logistic_losses", "probabilities", "xs_cls", "ys_cls",
 ]  # fmt: skip
 
+# Follow-through credit: the TO DO cells that use an earlier TO DO cell's work, with the name
+# they use. None here: both training loops use nn's own losses, not manual_mse_gradients.
+DEPENDS_ON: dict[str, dict[str, str]] = {}
+
 LINEAR_SHAPES = {"weight": (1, 2), "bias": (1,)}
 LOGISTIC_SHAPES = {"weight": (1, 3), "bias": (1,)}
 # (N, d, k): the notebook's size, then others, down to a single example and a single feature.

@@ -12,7 +12,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ _PYTEST_LOCK = threading.Lock()
 # checks too: `PYTEST_ADDOPTS="-k slow"` would deselect every check, a listed plugin could
 # change what they see.
 PYTEST_ENVIRONMENT = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS")
+MAX_GIST_CHARS = 160  # of an earlier cell's failure, quoted in the message of a cell using it
 
 
 class CheckFailed(AssertionError):
@@ -266,3 +267,114 @@ def _merge(
             f"(another seed and other coefficients): is something hard-coded? {message}"
         )
     return CheckResult(notebook, first.grade_id, check, first.points, 0.0, FAILED, message)
+
+
+@dataclass(frozen=True)
+class FollowThrough:
+    """One more run of each variant, in which the failed TO DO cells `substituted` hold the
+    solution's code, to grade the TO DO cells `dependents` that use them."""
+
+    substituted: tuple[str, ...]
+    dependents: tuple[str, ...]
+
+
+def plan_follow_through(
+    checks: list[CheckResult], depends_on: dict[str, dict[str, str]], edited: frozenset[str]
+) -> FollowThrough | None:
+    """The follow-through run a notebook needs, or None (the normal case: nothing more to run).
+
+    It is needed for a TO DO cell that lost points, was written (`edited`: a cell left as the
+    placeholder fails by itself) and uses a cell that lost points too. A cell that is itself
+    substituted is not graded again: follow-through is one level deep.
+    """
+    failed = {check.grade_id for check in checks if not check.passed}
+    needs = {
+        dependent: [used for used in uses if used in failed]
+        for dependent, uses in depends_on.items()
+        if dependent in failed and dependent in edited
+    }
+    substituted = sorted({used for uses in needs.values() for used in uses})
+    dependents = sorted(cell for cell, uses in needs.items() if uses and cell not in substituted)
+    if not dependents:
+        return None
+    return FollowThrough(tuple(substituted), tuple(dependents))
+
+
+def credit_follow_through(
+    checks: list[CheckResult],
+    plan: FollowThrough,
+    substituted_checks: list[CheckResult],
+    depends_on: dict[str, dict[str, str]],
+) -> list[CheckResult]:
+    """`checks` after the follow-through run: a dependent that passes every check of it, in both
+    variants, gets full points; one that does not keeps its verdicts, with the cause named.
+
+    Only pass or fail is read from `substituted_checks`: solution code ran in the student's
+    kernel there, so its values and messages must not reach the student (as the hidden run's).
+    """
+    verdicts: dict[str, list[bool]] = {}
+    for check in substituted_checks:
+        verdicts.setdefault(check.grade_id, []).append(check.passed)
+    still_failing = {(c.grade_id, c.name) for c in substituted_checks if not c.passed}
+    credited = {cell for cell in plan.dependents if all(verdicts.get(cell, [False]))}
+    result = []
+    for check in checks:
+        if check.passed or check.grade_id not in plan.dependents:
+            result.append(check)
+            continue
+        uses = {
+            cell: name
+            for cell, name in depends_on[check.grade_id].items()
+            if cell in plan.substituted
+        }
+        cause = _cause(check.grade_id, uses, checks)
+        if check.grade_id in credited:
+            message = _credit_message(check.grade_id, uses, cause)
+            result.append(replace(check, score=check.points, status=PASSED, message=message))
+        else:
+            own = (check.grade_id, check.name) in still_failing
+            message = f"{check.message} ({cause}; {_own_mistake(check.grade_id, uses, own)})"
+            result.append(replace(check, message=message))
+    return result
+
+
+def _cause(cell: str, uses: dict[str, str], checks: list[CheckResult]) -> str:
+    """'your `gradient` is wrong (dℓ/dw is off by a factor of 2; see cell `manual_gradient`) and
+    `sgd_loop` uses it', from the first failure of each cell used (the student's own run)."""
+    wrong = [
+        f"your `{name}` is wrong ({_gist(_first_failure(used, checks))}; see cell `{used}`)"
+        for used, name in uses.items()
+    ]
+    return f"{' and '.join(wrong)} and `{cell}` uses {'it' if len(uses) == 1 else 'them'}"
+
+
+def _first_failure(cell: str, checks: list[CheckResult]) -> str:
+    return next(check.message for check in checks if check.grade_id == cell and not check.passed)
+
+
+def _gist(message: str) -> str:
+    """What went wrong, without the numbers: the part of a message before its first ': '."""
+    gist = message.split(": ", 1)[0]
+    return gist if len(gist) <= MAX_GIST_CHARS else gist[: MAX_GIST_CHARS - 1] + "…"
+
+
+def _names(uses: dict[str, str]) -> str:
+    return " and ".join(f"`{name}`" for name in uses.values())
+
+
+def _credit_message(cell: str, uses: dict[str, str], cause: str) -> str:
+    where = " and ".join(f"cell `{used}`" for used in uses)
+    return (
+        f"full points by follow-through: {cause}; with the reference solution's {_names(uses)}, "
+        f"`{cell}` passes, so that one mistake costs points only in {where}"
+    )
+
+
+def _own_mistake(cell: str, uses: dict[str, str], still_failing: bool) -> str:
+    correct = f"the reference solution's {_names(uses)}"
+    if still_failing:
+        return f"but this check fails even with {correct}: `{cell}` has a mistake of its own"
+    return (
+        f"with {correct} this check passes, but other checks of `{cell}` do not: `{cell}` has "
+        "a mistake of its own, so it gets no follow-through credit"
+    )

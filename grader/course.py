@@ -7,6 +7,8 @@ the grader must read from the notebook:
 - `calls(parameters, rng)` (optional): the grader's calls of student functions (`Call`s);
 - `hidden_parameters(parameters, rng)` (optional): the parameter values of the hidden variant
   (the seed is drawn by the grader);
+- `DEPENDS_ON` (optional): the earlier TO DO cells each TO DO cell uses, with the name it uses
+  from each (`{"sgd_loop": {"manual_gradient": "gradient"}}`), for follow-through credit;
 - functions marked `@figure(...)` (optional): plots for the student's feedback
   (`grader.figures`).
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -47,6 +49,8 @@ class CheckSpec:
     calls: Callable[[dict[str, Any], np.random.Generator], list[Call]] | None
     hidden_parameters: Callable[[dict[str, Any], np.random.Generator], dict[str, Any]] | None
     figures: tuple[FigureSpec, ...] = ()
+    depends_on: dict[str, dict[str, str]] = field(default_factory=dict)
+    """`DEPENDS_ON`: {TO DO cell: {earlier TO DO cell it uses: the name it uses from it}}."""
 
 
 def find_exercises(config: Config) -> dict[str, Exercise]:
@@ -87,6 +91,22 @@ def load_check_spec(exercise: Exercise) -> CheckSpec:
         calls=getattr(module, "calls", None),
         hidden_parameters=getattr(module, "hidden_parameters", None),
         figures=declared_figures(vars(module)),
+        depends_on=_dependencies(exercise.checks_path, getattr(module, "DEPENDS_ON", {})),
+    )
+
+
+def _dependencies(path: Path, declared: object) -> dict[str, dict[str, str]]:
+    """`DEPENDS_ON` as plain dicts of names, or a CourseError saying what shape it must have."""
+    if isinstance(declared, dict) and all(
+        isinstance(cell, str)
+        and isinstance(uses, dict)
+        and all(isinstance(used, str) and isinstance(name, str) for used, name in uses.items())
+        for cell, uses in declared.items()
+    ):
+        return {cell: dict(uses) for cell, uses in declared.items()}
+    raise CourseError(
+        f"{path}: DEPENDS_ON must map a TO DO cell's grade id to "
+        "{earlier TO DO cell's grade id: the name it uses from that cell}"
     )
 
 

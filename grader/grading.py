@@ -1,4 +1,9 @@
-"""The pipeline, end to end: prepare -> execute -> extract -> check, for each notebook."""
+"""The pipeline, end to end: prepare -> execute -> extract -> check, for each notebook.
+
+A notebook whose TO DO cell lost points because an earlier TO DO cell it uses is wrong gets one
+more run per variant, with that earlier cell taken from the solution (`grader.check`'s
+follow-through); only notebooks that need it pay for it.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +26,13 @@ import numpy as np
 from jupyter_core.utils import ensure_event_loop
 from nbformat import NotebookNode
 
-from grader.check import VariantRuns, run_checks
+from grader.check import (
+    FollowThrough,
+    VariantRuns,
+    credit_follow_through,
+    plan_follow_through,
+    run_checks,
+)
 from grader.config import Config
 from grader.course import CheckSpec, Exercise, exercise_for, find_exercises, load_check_spec
 from grader.errors import ConfigError, DeviceError, GraderError, UnknownNotebookError
@@ -41,11 +52,14 @@ from grader.prepare import (
     RUNS_PER_NOTEBOOK,
     PreparedNotebook,
     Variant,
+    check_dependencies,
+    edited_todo_cells,
     prepare_submission,
     variants,
     with_parameters,
+    with_solution_cells,
 )
-from grader.results import Answer, NotebookResult
+from grader.results import Answer, CheckResult, NotebookResult
 from grader.sandbox import ResourceLimits, detect_isolation
 from grader.zygote import Zygote, start_zygote
 
@@ -86,7 +100,8 @@ class Job:
 
 @dataclass
 class _Grading:
-    """One notebook in progress: its variant runs, filled in by whichever workers ran them."""
+    """One notebook in progress: its variant runs, filled in by whichever workers ran them, then,
+    where its checks call for one, its follow-through runs."""
 
     index: int
     path: Path
@@ -95,6 +110,12 @@ class _Grading:
     plan: list[Variant]
     started: float
     runs: dict[int, VariantRuns] = field(default_factory=dict)
+    checks: list[CheckResult] = field(default_factory=list)
+    """The verdicts of `runs`, once they are all in."""
+    seconds: float = 0.0
+    """How long `runs` took: the time reported (a follow-through run's own time is not shown)."""
+    follow_through: FollowThrough | None = None
+    substituted: dict[int, VariantRuns] = field(default_factory=dict)
 
 
 def check_notebooks(
@@ -163,11 +184,13 @@ def grade_jobs(
 
 
 class _Schedule:
-    """Hands the notebooks' variant runs to the workers, one at a time.
+    """Hands the notebooks' runs to the workers, one at a time.
 
     The runs of notebooks already started come first, so that the two runs of a notebook go on
-    at once on two workers and its result comes early. After `stop` no notebook is started, but
-    the runs of those started are still handed out: every started notebook is reported.
+    at once on two workers and its result comes early; follow-through runs, opened once a
+    notebook's checks call for them, come before all others. After `stop` no notebook is
+    started, but the runs of those started (follow-through runs included) are still handed out:
+    every started notebook is reported, with the grade it would have had anyway.
     """
 
     def __init__(self, pending: deque[tuple[int, Job, _Course]], session: _Session) -> None:
@@ -175,13 +198,14 @@ class _Schedule:
         self._pending = pending
         self._open: deque[tuple[_Grading, int]] = deque()
         self._starting = 0  # notebooks being prepared by a worker, their other runs not yet open
+        self._checking = 0  # notebooks being checked by a worker: follow-through runs may come
         self._stopped = False
         self._changed = threading.Condition()
 
     def next(self) -> tuple[_Grading, int] | None:
         """A notebook and the index of the variant to run next, or None when all are handed out."""
         with self._changed:
-            while not self._open and self._starting and (self._stopped or not self._pending):
+            while not self._open and self._deciding() and (self._stopped or not self._pending):
                 self._changed.wait()
             if self._open:
                 return self._open.popleft()
@@ -200,11 +224,29 @@ class _Schedule:
                     self._open.extend((grading, variant) for variant in range(1, len(grading.plan)))
                 self._changed.notify_all()
 
+    def _deciding(self) -> int:
+        """Notebooks a worker is preparing or checking: more runs may come from them."""
+        return self._starting + self._checking
+
     def finish(self, grading: _Grading, variant: int, runs: VariantRuns) -> bool:
-        """Keep the runs of one variant; whether they were the notebook's last."""
+        """Keep the runs of one variant; whether they were the last of the notebook's own runs
+        (or of its follow-through runs). If so, the caller checks it, then calls `decided`."""
         with self._changed:
-            grading.runs[variant] = runs
-            return len(grading.runs) == len(grading.plan)
+            stage = grading.runs if grading.follow_through is None else grading.substituted
+            stage[variant] = runs
+            last = len(stage) == len(grading.plan)
+            self._checking += last
+            return last
+
+    def decided(self, grading: _Grading, follow_through: FollowThrough | None) -> None:
+        """A notebook `finish` said was done has been checked: open the follow-through runs it
+        needs, if any (else it has been reported, or checking it failed)."""
+        with self._changed:
+            self._checking -= 1
+            if follow_through is not None:
+                grading.follow_through = follow_through
+                self._open.extendleft((grading, v) for v in reversed(range(len(grading.plan))))
+            self._changed.notify_all()
 
     def backlog(self) -> int:
         """Runs not handed out yet (none of the notebooks still to start, once stopped)."""
@@ -233,9 +275,13 @@ def _run_workers(
                     grading, variant = task
                     # A kernel launched ahead only where another run will be there to take it.
                     pool.ahead = 1 if schedule.backlog() >= len(pools) else 0
-                    runs = _variant_runs(grading, grading.plan[variant], schedule.session, pool)
+                    runs = _stage_runs(grading, variant, schedule.session, pool)
                     if schedule.finish(grading, variant, runs):
-                        report(grading.index, _result(grading, schedule.session))
+                        follow_through = None
+                        try:
+                            follow_through = _conclude(grading, schedule.session, report)
+                        finally:  # even when checking failed: the other workers wait for it
+                            schedule.decided(grading, follow_through)
         finally:
             ensure_event_loop().close()  # the loop jupyter_client made for this thread
 
@@ -301,12 +347,15 @@ def resolve_device(requested: str) -> str:
 
 
 def _load_course(exercise: Exercise) -> _Course:
-    return _Course(
+    course = _Course(
         exercise,
         read_course_notebook(exercise.exercise_path),
         read_course_notebook(exercise.solution_path),
         load_check_spec(exercise),
     )
+    for nb in (course.pristine, course.solution):  # the follow-through run takes cells from both
+        check_dependencies(nb, exercise.name, course.spec.depends_on)
+    return course
 
 
 def _start_grading(index: int, path: Path, course: _Course, session: _Session) -> _Grading:
@@ -323,17 +372,50 @@ def _start_grading(index: int, path: Path, course: _Course, session: _Session) -
     return _Grading(index, path, course, prepared, plan, started)
 
 
+def _conclude(
+    grading: _Grading, session: _Session, report: Callable[[int, NotebookResult], None]
+) -> FollowThrough | None:
+    """Check a notebook whose runs are done: report it, or say which follow-through run it needs
+    first (only a notebook with a TO DO cell that lost points through another one does)."""
+    course = grading.course
+    if grading.follow_through is None:
+        runs = _in_order(grading, grading.runs)
+        grading.checks = run_checks(course.exercise.name, course.exercise.checks_path, runs)
+        grading.seconds = time.monotonic() - grading.started
+        edited = edited_todo_cells(grading.prepared.notebook, course.pristine)
+        follow_through = plan_follow_through(grading.checks, course.spec.depends_on, edited)
+        if follow_through is not None:
+            return follow_through
+    report(grading.index, _result(grading, session))
+    return None
+
+
+def _in_order(grading: _Grading, runs: dict[int, VariantRuns]) -> list[VariantRuns]:
+    return [runs[variant] for variant in range(len(grading.plan))]
+
+
+def _final_checks(grading: _Grading) -> list[CheckResult]:
+    """The verdicts, with follow-through credit where a follow-through run was made."""
+    if grading.follow_through is None:
+        return grading.checks
+    exercise = grading.course.exercise
+    substituted = run_checks(
+        exercise.name, exercise.checks_path, _in_order(grading, grading.substituted)
+    )
+    depends_on = grading.course.spec.depends_on
+    return credit_follow_through(grading.checks, grading.follow_through, substituted, depends_on)
+
+
 def _result(grading: _Grading, session: _Session) -> NotebookResult:
-    """Check a notebook whose runs are all done."""
+    """The result of a notebook whose runs are all done and checked."""
     course, prepared = grading.course, grading.prepared
-    runs = [grading.runs[variant] for variant in range(len(grading.plan))]
-    checks = run_checks(course.exercise.name, course.exercise.checks_path, runs)
+    runs = _in_order(grading, grading.runs)
     return NotebookResult(
         notebook=course.exercise.name,
         path=str(grading.path),
-        checks=tuple(checks),
+        checks=tuple(_final_checks(grading)),
         notices=prepared.notices,
-        seconds=time.monotonic() - grading.started,
+        seconds=grading.seconds,
         device=session.device,
         isolation=detect_isolation().description,
         seeds=tuple(int(v.parameters.get("seed", 0)) for v in grading.plan),
@@ -355,22 +437,56 @@ def todo_answers(nb: NotebookNode) -> tuple[Answer, ...]:
     return tuple(answers)
 
 
+def _stage_runs(grading: _Grading, index: int, session: _Session, pool: KernelPool) -> VariantRuns:
+    """The runs of variant `index` that the notebook needs now: its own, or a follow-through one."""
+    variant = grading.plan[index]
+    if grading.follow_through is None:
+        return _variant_runs(grading, variant, session, pool)
+    course = grading.course
+    nb = with_solution_cells(
+        grading.prepared.notebook, course.solution, grading.follow_through.substituted
+    )
+    student = _student_run(nb, variant, _questions(course.spec, variant), session, pool)
+    return VariantRuns(variant.label, student, grading.runs[index].reference)
+
+
 def _variant_runs(
     grading: _Grading, variant: Variant, session: _Session, pool: KernelPool
 ) -> VariantRuns:
     """The student's and the reference's runs under one variant, decoded."""
     course, prepared = grading.course, grading.prepared
-    calls = _calls(course.spec, variant)
-    requests = [values_request(list(course.spec.values))] + [call_request(c) for c in calls]
-    probes = probe_sources(requests)
+    questions = _questions(course.spec, variant)
     if prepared.unreadable:
         student = _unrun(variant, prepared.notebook, prepared.unreadable)
     else:
-        nb = with_parameters(prepared.notebook, variant.parameters)
-        executed = run_notebook(nb, probes, session.limits, pool)
-        student = _collect(variant, executed_record(executed), course.spec, calls)
-    record = _reference_record(course, variant, probes, session, pool)
-    return VariantRuns(variant.label, student, _collect(variant, record, course.spec, calls))
+        student = _student_run(prepared.notebook, variant, questions, session, pool)
+    record = _reference_record(course, variant, questions.probes, session, pool)
+    reference = _collect(variant, record, questions.spec, questions.calls)
+    return VariantRuns(variant.label, student, reference)
+
+
+@dataclass(frozen=True)
+class _Questions:
+    """What the checks ask of every run of one variant: the values and the calls, as probes."""
+
+    spec: CheckSpec
+    calls: list[Any]
+    probes: list[str]
+
+
+def _questions(spec: CheckSpec, variant: Variant) -> _Questions:
+    calls = _calls(spec, variant)
+    requests = [values_request(list(spec.values))] + [call_request(c) for c in calls]
+    return _Questions(spec, calls, probe_sources(requests))
+
+
+def _student_run(
+    nb: NotebookNode, variant: Variant, questions: _Questions, session: _Session, pool: KernelPool
+) -> RunData:
+    """A prepared notebook run under `variant` and asked the checks' questions, decoded."""
+    nb = with_parameters(nb, variant.parameters)
+    executed = run_notebook(nb, questions.probes, session.limits, pool)
+    return _collect(variant, executed_record(executed), questions.spec, questions.calls)
 
 
 def execution_limits(config: Config, workers: int = 1) -> Limits:

@@ -3,7 +3,9 @@
 Only the TO DO cells come from the student's notebook, matched by nbgrader `grade_id`; every
 other cell comes from the pristine exercise, so edits to setup or data cells cannot change a
 grade. What was ignored is reported. The parameters cell is then set for each run: the
-notebook's own values, and a hidden variant with another seed and other coefficients.
+notebook's own values, and a hidden variant with another seed and other coefficients. A
+follow-through run (see `grader.check.plan_follow_through`) takes some TO DO cells from the
+solution instead.
 """
 
 from __future__ import annotations
@@ -20,7 +22,15 @@ import numpy as np
 from nbformat import NotebookNode
 
 from grader.course import CheckSpec
-from grader.notebook import grade_id, is_parameters, is_todo, read_parameters, render_parameters
+from grader.errors import CourseError
+from grader.notebook import (
+    grade_id,
+    is_parameters,
+    is_todo,
+    read_parameters,
+    render_parameters,
+    todo_ids,
+)
 
 MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024
 RUNS_PER_NOTEBOOK = 2  # the length of every `variants` list
@@ -156,3 +166,43 @@ def with_parameters(nb: NotebookNode, parameters: dict[str, Any]) -> NotebookNod
         if is_parameters(cell):
             cell.source = render_parameters(parameters)
     return result
+
+
+def with_solution_cells(
+    nb: NotebookNode, solution: NotebookNode, cells: tuple[str, ...]
+) -> NotebookNode:
+    """A copy of `nb` whose TO DO cells `cells` hold the solution's code (a follow-through run)."""
+    sources = {gid: cell.source for cell in solution.cells if (gid := grade_id(cell)) in cells}
+    result = copy.deepcopy(nb)
+    for cell in result.cells:
+        gid = grade_id(cell)
+        if gid in sources and is_todo(cell):
+            cell.source = sources[gid]
+    return result
+
+
+def edited_todo_cells(nb: NotebookNode, exercise: NotebookNode) -> frozenset[str]:
+    """The TO DO cells of a prepared notebook whose code is not the exercise's placeholder."""
+    placeholders = {grade_id(cell): str(cell.source).strip() for cell in exercise.cells}
+    return frozenset(
+        gid
+        for cell in nb.cells
+        if is_todo(cell)
+        and (gid := grade_id(cell))
+        and str(cell.source).strip() != placeholders.get(gid)
+    )
+
+
+def check_dependencies(nb: NotebookNode, name: str, depends_on: dict[str, dict[str, str]]) -> None:
+    """Raise CourseError unless `depends_on` names TO DO cells of `nb`, each using only cells
+    above it."""
+    order = {gid: index for index, gid in enumerate(todo_ids(nb))}
+    for dependent, uses in depends_on.items():
+        for cell in (dependent, *uses):
+            if cell not in order:
+                raise CourseError(f"{name}: DEPENDS_ON names `{cell}`, which is not a TO DO cell")
+        for used in uses:
+            if order[used] >= order[dependent]:
+                raise CourseError(
+                    f"{name}: DEPENDS_ON says `{dependent}` uses `{used}`, which is not above it"
+                )
