@@ -452,17 +452,19 @@ plt.semilogy(linear_losses)
 ]
 
 LOGISTIC_TRAINING = [
-    # The update by hand, a tensor for the log, a flat (30,) tensor of probabilities.
+    # torch.autograd.grad and the update by hand, a tensor for the log, a flat (30,) tensor of
+    # probabilities.
     """
 criterion = nn.BCEWithLogitsLoss()
 history = []
 for epoch in range(n_epochs):
     loss = criterion(logistic_model(xs_cls), ys_cls)
-    logistic_model.zero_grad()
-    loss.backward()
+    weight_grad, bias_grad = torch.autograd.grad(
+        loss, [logistic_model.weight, logistic_model.bias]
+    )
     with torch.no_grad():
-        for parameter in logistic_model.parameters():
-            parameter -= learning_rate * parameter.grad
+        logistic_model.weight.sub_(learning_rate * weight_grad)
+        logistic_model.bias.sub_(learning_rate * bias_grad)
     history.append(loss.item())
 logistic_losses = torch.tensor(history)
 with torch.no_grad():
