@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from grader.config import Config, load_config
 from grader.errors import GraderError
 from grader.results import NotebookResult
+from grader.untrusted import clean_line, clean_message
 
 if TYPE_CHECKING:
     from grader.submissions import Submission
@@ -67,9 +68,9 @@ def _internal_error(error: Exception, show_traceback: bool) -> str:
 
 
 def _one_line(text: str, limit: int = 2000) -> str:
-    """`text` as one printable line: a message may carry a student's file name or error text."""
-    printable = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
-    return printable if len(printable) <= limit else printable[:limit] + "..."
+    """`text` as one clean line (`grader.untrusted`), cut: a message may carry a student's file
+    name or error text."""
+    return clean_message(clean_line(text), limit)
 
 
 def run() -> NoReturn:
@@ -183,7 +184,7 @@ def _check(args: argparse.Namespace, config: Config) -> int:
     if args.junit:
         args.junit.write_text(junit_xml(results), encoding="utf-8")
     for result in ungradable(results):
-        print(f"grader: error: {result.error}", file=sys.stderr)
+        print(f"grader: error: {_one_line(result.error)}", file=sys.stderr)
     if ungradable(results):
         return EXIT_GRADER_ERROR
     return EXIT_PASSED if all_passed(results) else EXIT_LOST_POINTS
@@ -209,7 +210,7 @@ def _grade(args: argparse.Namespace, config: Config) -> int:
                 args.submissions, config, gradebook, workers, args.regrade, progress, zygote
             )
     for problem in summary.problems:
-        print(f"not graded: {problem}", file=sys.stderr)
+        print(f"not graded: {_one_line(problem)}", file=sys.stderr)
     print(
         f"{summary.collected} notebook(s) found, {summary.recorded} graded and recorded, "
         f"{summary.skipped} already graded (use --regrade to grade them again); "
@@ -285,7 +286,8 @@ def _progress_line() -> Callable[[NotebookResult], None] | None:
         done += 1
         score = "error" if result.error else f"{result.score:g}/{result.max_score:g}"
         print(
-            f"  graded {result.notebook} ({result.path}): {score}  [{done} done]", file=sys.stderr
+            f"  graded {result.notebook} ({_one_line(result.path)}): {score}  [{done} done]",
+            file=sys.stderr,
         )
 
     return show

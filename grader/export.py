@@ -18,6 +18,7 @@ from pathlib import Path
 from grader.gradebook import GradedNotebook
 from grader.report import check_id, gradescope_results, junit_xml, write_json
 from grader.results import NotebookResult
+from grader.untrusted import clean_line
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")
 _UNSAFE_FILE_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]+")
@@ -111,8 +112,9 @@ def _scores(result: NotebookResult | None) -> dict[str, float]:
 
 
 def spreadsheet_safe(text: str) -> str:
-    """`text`, with a leading quote if a spreadsheet would otherwise read it as a formula."""
-    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
+    """`text` as one clean line (`grader.untrusted.clean_line`), with a leading quote if a
+    spreadsheet would otherwise read it as a formula."""
+    return f"'{clean_line(text)}" if text.startswith(FORMULA_STARTS) else clean_line(text)
 
 
 def write_results_json(graded: list[GradedNotebook], folder: Path) -> list[Path]:

@@ -442,8 +442,16 @@ def collect_run(
 ) -> RunData:
     """Decode the probe payloads of one run (values first, then one per call).
 
-    `payloads` holds, per probe, its payload text or None and why it is missing.
+    `payloads` holds, per probe, its payload text or None and why it is missing. This is where
+    the kernel's text enters the grader: every message of the run (cell errors, read and call
+    errors) is cleaned and cut here (`grader.untrusted`).
     """
+    from grader.untrusted import clean_message  # here: this module also runs in the kernel
+
+    cells = {
+        gid: CellStatus(cell.status, clean_message(cell.ename), clean_message(cell.evalue))
+        for gid, cell in cells.items()
+    }
     values: dict[str, Any] = {}
     problems: dict[str, str] = {}
     (values_text, values_failure), *call_payloads = payloads
@@ -451,14 +459,15 @@ def collect_run(
         if "value" in slot:
             values[name] = slot["value"]
         else:
-            problems[name] = slot.get("error", "")
+            error = slot.get("error", "")
+            problems[name] = clean_message(error if isinstance(error, str) else "malformed")
     results: dict[str, list[CaseResult]] = {}
     call_problems: dict[str, str] = {}
     for call, (text, failure) in zip(calls, call_payloads, strict=False):
         try:
-            results[call.function] = _call_results(call, text, failure)
+            results[call.function] = _call_results(call, text, clean_message(failure))
         except PayloadError as error:
-            call_problems[call.function] = str(error)
+            call_problems[call.function] = clean_message(str(error))
     return RunData(parameters, values, problems, results, call_problems, cells)
 
 
@@ -477,6 +486,8 @@ def _decoded_slots(text: str | None, failure: str, names: list[str]) -> dict[str
 
 
 def _call_results(call: Call, text: str | None, failure: str) -> list[CaseResult]:
+    from grader.untrusted import clean_message
+
     if text is None:
         raise PayloadError(failure)
     answer = decode_payload(text)
@@ -498,7 +509,7 @@ def _call_results(call: Call, text: str | None, failure: str) -> list[CaseResult
                 args=tuple(args),
                 globals=globals_,
                 output=case.get("output"),
-                error=error if isinstance(error, str) else None,
+                error=clean_message(error) if isinstance(error, str) else None,
                 forbidden_calls=calls if isinstance(calls, int) else 0,
             )
         )

@@ -4,6 +4,10 @@ SQLite by default (a `gradebook.db` file, no server), any SQLAlchemy URL otherwi
 for a department). History is kept: grading a submission again adds a run, it never erases one.
 The schema is created and migrated by the grader itself (Alembic revisions in
 `grader/migrations/versions`), the first time a gradebook is opened by a newer grader.
+
+Text is cleaned where it enters the grader; every text written here is cleaned again
+(`grader.untrusted`: no NUL, no lone surrogate, which SQLite's and PostgreSQL's UTF-8 text
+reject) and messages are cut to `MAX_MESSAGE_CHARS`, so that no result can fail to be recorded.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 from grader.errors import GradebookError
 from grader.results import Answer, CheckResult, Figure, NotebookResult, Series
 from grader.submissions import Submission
+from grader.untrusted import clean_message, clean_text
 
 DEFAULT_DATABASE = "gradebook.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -160,8 +165,8 @@ class Gradebook:
             .join(SubmissionRow, RunRow.submission_id == SubmissionRow.id)
             .join(StudentRow, SubmissionRow.student_id == StudentRow.id)
             .where(
-                StudentRow.name == submission.student,
-                SubmissionRow.notebook == submission.exercise,
+                StudentRow.name == clean_text(submission.student),
+                SubmissionRow.notebook == clean_text(submission.exercise),
                 SubmissionRow.sha256 == submission.sha256,
                 RunRow.grader_version == grader_version,
                 RunRow.course_version == course_version,
@@ -301,27 +306,31 @@ def _refuse_foreign(tables: set[str], connection: Any, known: set[str], where: s
 def _submission_row(
     session: Session, submission: Submission, answers: tuple[Answer, ...]
 ) -> SubmissionRow:
-    student = session.scalar(select(StudentRow).where(StudentRow.name == submission.student))
+    name = clean_text(submission.student)
+    student = session.scalar(select(StudentRow).where(StudentRow.name == name))
     if student is None:
-        student = StudentRow(name=submission.student)
+        student = StudentRow(name=name)
         session.add(student)
         session.flush()
     row = session.scalar(
         select(SubmissionRow).where(
             SubmissionRow.student_id == student.id,
-            SubmissionRow.notebook == submission.exercise,
+            SubmissionRow.notebook == clean_text(submission.exercise),
             SubmissionRow.sha256 == submission.sha256,
         )
     )
     if row is None:
         row = SubmissionRow(
             student_id=student.id,
-            notebook=submission.exercise,
-            file=submission.file,
+            notebook=clean_text(submission.exercise),
+            file=clean_text(submission.file),
             sha256=submission.sha256,
             submitted_at=submission.submitted_at,
             received_at=_now(),
-            answers=[AnswerRow(grade_id=a.grade_id, source=a.source) for a in answers],
+            answers=[
+                AnswerRow(grade_id=clean_text(a.grade_id), source=clean_text(a.source))
+                for a in answers
+            ],
         )
         session.add(row)
         session.flush()
@@ -337,23 +346,23 @@ def _run_row(
         grader_version=grader_version,
         course_version=course_version,
         device=result.device,
-        isolation=result.isolation,
+        isolation=clean_text(result.isolation),
         seeds=list(result.seeds),
         seconds=result.seconds,
         score=result.score,
         max_score=result.max_score,
-        error=result.error,
-        notices=list(result.notices),
+        error=clean_message(result.error),
+        notices=[clean_message(notice) for notice in result.notices],
         figures=[figure_to_json(figure) for figure in result.figures],
         checks=[
             CheckRow(
                 position=position,
-                grade_id=check.grade_id,
-                name=check.name,
+                grade_id=clean_text(check.grade_id),
+                name=clean_text(check.name),
                 points=check.points,
                 score=check.score,
                 status=check.status,
-                message=check.message,
+                message=clean_message(check.message),
             )
             for position, check in enumerate(result.checks)
         ],
@@ -407,14 +416,14 @@ def _graded(submission: SubmissionRow, run: RunRow) -> GradedNotebook:
 def figure_to_json(figure: Figure) -> dict[str, Any]:
     """A figure as JSON any database accepts (no NaN: missing points become null)."""
     return {
-        "grade_id": figure.grade_id,
-        "title": figure.title,
-        "xlabel": figure.xlabel,
-        "ylabel": figure.ylabel,
+        "grade_id": clean_text(figure.grade_id),
+        "title": clean_text(figure.title),
+        "xlabel": clean_text(figure.xlabel),
+        "ylabel": clean_text(figure.ylabel),
         "log_y": figure.log_y,
-        "missing": figure.missing,
+        "missing": clean_message(figure.missing),
         "series": [
-            {"label": s.label, "style": s.style, "x": _nulls(s.x), "y": _nulls(s.y)}
+            {"label": clean_text(s.label), "style": s.style, "x": _nulls(s.x), "y": _nulls(s.y)}
             for s in figure.series
         ],
     }

@@ -61,6 +61,7 @@ from grader.prepare import (
 )
 from grader.results import Answer, CheckResult, NotebookResult
 from grader.sandbox import ResourceLimits, detect_isolation
+from grader.untrusted import clean_text
 from grader.zygote import Zygote, start_zygote
 
 GRADER_VERSION = version("autodiff-grader")
@@ -425,7 +426,8 @@ def _result(grading: _Grading, session: _Session) -> NotebookResult:
 
 
 def todo_answers(nb: NotebookNode) -> tuple[Answer, ...]:
-    """The code of every TO DO cell of a prepared notebook (long cells are cut)."""
+    """The code of every TO DO cell of a prepared notebook, cleaned for showing and storing
+    (`grader.untrusted.clean_text`); long cells are cut."""
     answers = []
     for cell in nb.cells:
         gid = grade_id(cell)
@@ -433,6 +435,7 @@ def todo_answers(nb: NotebookNode) -> tuple[Answer, ...]:
             source = str(cell.source)
             if len(source) > MAX_ANSWER_CHARS:
                 source = source[:MAX_ANSWER_CHARS] + "\n# ... (cut: the cell is too long to show)"
+            source = clean_text(source)
             answers.append(Answer(gid, source))
     return tuple(answers)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import stat
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +32,10 @@ from grader.notebook import (
     render_parameters,
     todo_ids,
 )
+from grader.untrusted import display_name, runnable_source
 
 MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024
+MAX_INTEGER_DIGITS = 4300  # Python's own limit for converting text to int (sys.int_info)
 RUNS_PER_NOTEBOOK = 2  # the length of every `variants` list
 
 
@@ -58,32 +61,88 @@ def prepare_submission(path: Path, exercise: NotebookNode) -> PreparedNotebook:
     """Merge the submission's TO DO cells into the pristine exercise."""
     submission, problem = read_submission(path)
     if submission is None:
-        notice = f"{path.name} could not be read as a notebook: {problem}"
+        notice = f"{display_name(path.name)} could not be read as a notebook: {problem}"
         return PreparedNotebook(copy.deepcopy(exercise), (notice,), unreadable=problem)
     return merge_cells(exercise, submission)
 
 
 def read_submission(path: Path) -> tuple[NotebookNode | None, str]:
-    """The submitted notebook, or None and the reason it cannot be read."""
+    """The parts of the submitted notebook that grading uses, or None and the reason it cannot
+    be read.
+
+    Never raises: whatever the file holds (not a regular file, too large, not UTF-8, JSON that
+    is invalid, nested too deeply or holds NaN or a number too long to convert, not an nbformat 4
+    notebook) ends as a reason. A UTF-8 byte order mark is allowed. Of the notebook only each
+    cell's type, source and grade id are kept, so nothing else in it can matter.
+    """
+    data, problem = _read_bytes(path)
+    if data is None:
+        return None, problem
+    raw, problem = _parse_json(data)
+    if problem:
+        return None, problem
+    if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
+        return None, "the file is JSON but not a notebook (no list of cells)"
+    version = raw.get("nbformat")
+    if type(version) is int and version != 4:
+        return None, f"nbformat {version} notebooks are not supported; save as nbformat 4"
+    if version != 4:
+        return None, "the file does not say which nbformat it is in; save it as nbformat 4"
+    return nbformat.from_dict({"cells": [_submitted_cell(cell) for cell in raw["cells"]]}), ""
+
+
+def _read_bytes(path: Path) -> tuple[bytes | None, str]:
+    too_large = f"the file is larger than {MAX_NOTEBOOK_BYTES // (1024 * 1024)} MB"
     try:
-        if path.stat().st_size > MAX_NOTEBOOK_BYTES:
-            return None, f"the file is larger than {MAX_NOTEBOOK_BYTES // (1024 * 1024)} MB"
-        text = path.read_bytes().decode("utf-8")
-        raw = json.loads(text)
+        if not stat.S_ISREG(path.stat().st_mode):  # a folder, a FIFO (reading would block)...
+            return None, "it is not a regular file"
+        with path.open("rb") as handle:
+            data = handle.read(MAX_NOTEBOOK_BYTES + 1)
     except OSError as error:
-        return None, f"the file cannot be opened ({error.strerror})"
+        return None, f"the file cannot be opened ({error.strerror or error})"
+    return (None, too_large) if len(data) > MAX_NOTEBOOK_BYTES else (data, "")
+
+
+def _parse_json(data: bytes) -> tuple[Any, str]:
+    try:
+        text = data.decode("utf-8-sig")
+        return json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int), ""
     except UnicodeDecodeError:
         return None, "the file is not UTF-8 text"
     except json.JSONDecodeError as error:
         return None, f"the file is not valid JSON (line {error.lineno}: {error.msg})"
-    if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
-        return None, "the file is JSON but not a notebook (no list of cells)"
-    if raw.get("nbformat") != 4:
-        return (
-            None,
-            f"nbformat {raw.get('nbformat')} notebooks are not supported; save as nbformat 4",
-        )
-    return nbformat.from_dict(raw), ""
+    except RecursionError:
+        return None, "the file is not a notebook: its JSON is nested too deeply"
+    except _UnusableNumber as error:
+        return None, f"the file is not valid JSON for a notebook ({error})"
+
+
+class _UnusableNumber(ValueError):
+    """NaN or Infinity (not JSON), or an integer too long for Python to convert."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise _UnusableNumber(f"{name} is not a JSON value")
+
+
+def _parse_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_INTEGER_DIGITS:
+        raise _UnusableNumber(f"a number has more than {MAX_INTEGER_DIGITS} digits")
+    return int(digits)
+
+
+def _submitted_cell(cell: Any) -> dict[str, Any]:
+    """What grading reads of one submitted cell: type, source (None if it is not text) and
+    grade id, each of the expected type or left out."""
+    if not isinstance(cell, dict):
+        return {}
+    kept: dict[str, Any] = {"source": _source_text(cell)}
+    if isinstance(cell.get("cell_type"), str):
+        kept["cell_type"] = cell["cell_type"]
+    gid = _submitted_grade_id(cell)
+    if gid is not None:
+        kept["metadata"] = {"nbgrader": {"grade_id": gid}}
+    return kept
 
 
 def merge_cells(exercise: NotebookNode, submission: NotebookNode) -> PreparedNotebook:
@@ -122,7 +181,14 @@ def _merge_one(cell: NotebookNode, gid: str, candidates: list[Any]) -> list[str]
                 *notices,
                 f"TO DO cell `{gid}` is missing from your notebook; graded as not done",
             ]
-        cell.source = _source_text(usable[0])
+        source = _source_text(usable[0])
+        if source is None:
+            return [
+                *notices,
+                f"the code of TO DO cell `{gid}` in your notebook is not text (a string or a "
+                "list of strings); graded as not done",
+            ]
+        cell.source = runnable_source(source)
     elif candidates and _source_text(candidates[0]) != cell.source:
         notices.append(f"your edits to the locked cell `{gid}` were ignored")
     return notices
@@ -137,11 +203,12 @@ def _submitted_grade_id(cell: Any) -> str | None:
     return gid if isinstance(gid, str) else None
 
 
-def _source_text(cell: Any) -> str:
+def _source_text(cell: Any) -> str | None:
+    """A cell's source as one string; None when it is neither a string nor a list of them."""
     source = cell.get("source", "")
-    if isinstance(source, list):
-        return "".join(str(part) for part in source)
-    return source if isinstance(source, str) else ""
+    if isinstance(source, list) and all(isinstance(part, str) for part in source):
+        return "".join(source)
+    return source if isinstance(source, str) else None
 
 
 def variants(

@@ -1,4 +1,10 @@
-"""Render results: a text table for people, Gradescope JSON and JUnit XML for machines."""
+"""Render results: a text table for people, Gradescope JSON and JUnit XML for machines.
+
+Results hold text from students (messages, notices, paths), cleaned where it entered the grader;
+each rendering cleans it again (`grader.untrusted`), cheaply, so that no result can put a control
+character on the terminal, an invalid character in XML, or a line that looks like the grader's
+own: continuation lines of a message are indented under it.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from grader.results import CheckResult, NotebookResult, total_points, total_score
+from grader.untrusted import clean_line, clean_text
+
+MESSAGE_INDENT = " " * 9
 
 
 def render_text(results: list[NotebookResult]) -> str:
@@ -31,14 +40,12 @@ def isolation_warnings(results: list[NotebookResult]) -> list[str]:
 
 
 def _notebook_text(result: NotebookResult) -> str:
+    title = f"{clean_line(result.notebook)}  ({clean_line(result.path)})"
     if result.error:
-        return f"{result.notebook}  ({result.path})\n  ERROR: {result.error}"
+        return f"{title}\n  ERROR: {_indented(result.error, MESSAGE_INDENT)}"
     seeds = ", ".join(str(seed) for seed in result.seeds)
-    lines = [
-        f"{result.notebook}  ({result.path})  {result.seconds:.1f} s on {result.device}, "
-        f"seeds {seeds}"
-    ]
-    width = max((len(f"{c.grade_id}::{c.name}") for c in result.checks), default=10)
+    lines = [f"{title}  {result.seconds:.1f} s on {clean_line(result.device)}, seeds {seeds}"]
+    width = max((len(clean_line(f"{c.grade_id}::{c.name}")) for c in result.checks), default=10)
     for grade_id, group in groupby(result.checks, key=lambda check: check.grade_id):
         checks = list(group)
         messages = {check.message for check in checks if not check.passed}
@@ -46,12 +53,13 @@ def _notebook_text(result: NotebookResult) -> str:
         for check in checks:
             status = "PASS" if check.passed else "FAIL"
             score = f"{_points(check.score)}/{_points(check.points)}"
-            lines.append(f"  [{status}] {f'{grade_id}::{check.name}':<{width}}  {score:>7}")
+            name = clean_line(f"{grade_id}::{check.name}")
+            lines.append(f"  [{status}] {name:<{width}}  {score:>7}")
             if check.message and not shared:
-                lines.append(f"         {check.message}")
+                lines.append(MESSAGE_INDENT + _indented(check.message, MESSAGE_INDENT))
         if shared:
-            lines.append(f"         {messages.pop()}")
-    lines.extend(f"  note: {notice}" for notice in result.notices)
+            lines.append(MESSAGE_INDENT + _indented(messages.pop(), MESSAGE_INDENT))
+    lines.extend(f"  note: {_indented(notice, MESSAGE_INDENT)}" for notice in result.notices)
     lines.append(f"  score {_points(result.score)}/{_points(result.max_score)}")
     return "\n".join(lines)
 
@@ -66,16 +74,16 @@ def gradescope_results(results: list[NotebookResult], seconds: float) -> dict[st
         "score": total_score(checks),
         "max_score": total_points(checks),
         "execution_time": round(seconds, 3),
-        "output": "\n".join(notices),
+        "output": "\n".join(clean_text(notice) for notice in notices),
         "tests": [_gradescope_test(check) for check in checks],
         "extra_data": {
             "notebooks": [
                 {
-                    "notebook": result.notebook,
-                    "path": result.path,
+                    "notebook": clean_line(result.notebook),
+                    "path": clean_line(result.path),
                     "device": result.device,
                     "seeds": list(result.seeds),
-                    "isolation": result.isolation,
+                    "isolation": clean_text(result.isolation),
                 }
                 for result in results
             ]
@@ -85,11 +93,11 @@ def gradescope_results(results: list[NotebookResult], seconds: float) -> dict[st
 
 def _gradescope_test(check: CheckResult) -> dict[str, Any]:
     return {
-        "name": check_id(check),
+        "name": clean_line(check_id(check)),
         "score": check.score,
         "max_score": check.points,
         "status": check.status,
-        "output": check.message,
+        "output": clean_text(check.message),
         "visibility": "visible",
     }
 
@@ -102,10 +110,12 @@ def check_id(check: CheckResult) -> str:
 def junit_xml(results: list[NotebookResult], labels: Sequence[str] | None = None) -> str:
     """The run as JUnit XML: a test suite per notebook, a test case per check.
 
-    `labels` name the suites (default: the notebooks' names).
+    `labels` name the suites (default: the notebooks' names). Every text is cleaned: the file
+    holds only characters XML 1.0 allows.
     """
     root = ET.Element("testsuites")
-    for result, label in zip(results, labels or [r.notebook for r in results], strict=True):
+    for result, raw_label in zip(results, labels or [r.notebook for r in results], strict=True):
+        label = clean_line(raw_label)
         failures = sum(not check.passed for check in result.checks)
         suite = ET.SubElement(
             root,
@@ -118,16 +128,17 @@ def junit_xml(results: list[NotebookResult], labels: Sequence[str] | None = None
         )
         if result.error:
             case = ET.SubElement(suite, "testcase", classname=label, name="grading")
-            ET.SubElement(case, "error", message=result.error)
+            ET.SubElement(case, "error", message=clean_text(result.error))
         for check in result.checks:
-            case = ET.SubElement(
-                suite, "testcase", classname=f"{label}.{check.grade_id}", name=check.name
-            )
+            classname, name = clean_line(f"{label}.{check.grade_id}"), clean_line(check.name)
+            case = ET.SubElement(suite, "testcase", classname=classname, name=name)
             if not check.passed:
-                failure = ET.SubElement(case, "failure", message=check.message)
-                failure.text = f"0/{_points(check.points)} points: {check.message}"
+                message = clean_text(check.message)
+                failure = ET.SubElement(case, "failure", message=message)
+                failure.text = f"0/{_points(check.points)} points: {message}"
         if result.notices:
-            ET.SubElement(suite, "system-out").text = "\n".join(result.notices)
+            notices = "\n".join(clean_text(notice) for notice in result.notices)
+            ET.SubElement(suite, "system-out").text = notices
     return ET.tostring(root, encoding="unicode", xml_declaration=True)
 
 
@@ -138,3 +149,8 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 def _points(value: float) -> str:
     return f"{value:g}"
+
+
+def _indented(text: str, indent: str) -> str:
+    """`text` cleaned, its continuation lines indented so none can pass for a report line."""
+    return clean_text(text).replace("\n", "\n" + indent)

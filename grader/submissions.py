@@ -18,14 +18,18 @@ records it with a message that names the file and the exercises.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import lzma
 import os
 import re
 import stat
 import tempfile
+import unicodedata
 import zipfile
 import zlib
-from collections.abc import Collection, Iterator
+from collections import Counter
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -33,6 +37,7 @@ from pathlib import Path, PurePosixPath
 
 from grader.errors import SubmissionsError
 from grader.prepare import MAX_NOTEBOOK_BYTES
+from grader.untrusted import display_name, safe_file_name
 
 SKIPPED_FOLDERS = {"__MACOSX", ".ipynb_checkpoints"}
 MAX_ARCHIVE_ENTRIES = 100_000
@@ -60,16 +65,19 @@ class Submission:
 
 @contextmanager
 def open_submissions(source: Path, exercises: Collection[str]) -> Iterator[list[Submission]]:
-    """The submissions in folder or zip `source`, sorted by student and file.
+    """The submissions in folder or zip `source`, in the order of their paths.
 
     An archive is extracted into a temporary folder that lives as long as the context.
     """
     if source.is_dir():
-        yield _some(source, find_submissions(source, exercises))
+        try:
+            found = find_submissions(source, exercises)
+        except OSError as error:
+            raise SubmissionsError(f"{source}: cannot be read ({error.strerror})") from None
+        yield _some(source, found)
     elif source.is_file() and zipfile.is_zipfile(source):
         with tempfile.TemporaryDirectory(prefix="grader-submissions-") as folder:
-            root, problems = extract_archive(source, Path(folder))
-            yield _some(source, find_submissions(root, exercises, problems))
+            yield _some(source, extract_archive(source, Path(folder), exercises))
     elif source.is_file():
         raise SubmissionsError(f"{source}: not a folder or a .zip archive of submissions")
     else:
@@ -85,37 +93,110 @@ def _some(source: Path, found: list[Submission]) -> list[Submission]:
     return found
 
 
-def find_submissions(
-    root: Path, exercises: Collection[str], problems: dict[Path, str] | None = None
-) -> list[Submission]:
-    """Every notebook under `root`, with its student and exercise."""
-    problems = problems or {}
-    found = []
-    for entry in sorted(root.iterdir()):
-        if _skipped(entry):
+def find_submissions(root: Path, exercises: Collection[str]) -> list[Submission]:
+    """Every notebook under folder `root`, with its student and exercise.
+
+    The folder is walked without recursion, to any depth, and links are never followed.
+    Whatever is named `.ipynb` but is no readable regular file (a link, a folder inside a
+    student's folder, a FIFO, a file that cannot be opened) is collected with the reason it
+    cannot be graded. Names are shown with `grader.untrusted.display_name`.
+    """
+    return [
+        _submission_on_disk(root, path, exercises, problem)
+        for path, problem in _notebook_paths(root)
+    ]
+
+
+def _notebook_paths(root: Path) -> Iterator[tuple[Path, str]]:
+    """What is named `.ipynb` below `root`, in path order (the top level's folders are the
+    students' folders, whatever their names), and each folder that cannot be listed, with why."""
+    listings = [iter(_listing(root))]
+    while listings:
+        entry = next(listings[-1], None)
+        if entry is None:
+            listings.pop()
             continue
-        if entry.is_dir() and not entry.is_symlink():
-            for path in _notebooks_below(entry):
-                exercise = exercise_name(path.stem, exercises)
-                found.append(_submission(root, path, entry.name, exercise, problems))
-        elif entry.suffix == ".ipynb":
-            student, exercise, problem = parse_flat_name(entry.stem, exercises)
-            found.append(_submission(root, entry, student, exercise, problems, problem))
-    return found
+        folder = entry.is_dir() and not entry.is_symlink()  # False where it cannot be seen
+        if entry.name.endswith(".ipynb") and not (folder and entry.parent == root):
+            yield entry, ""
+        if folder:
+            try:
+                listings.append(iter(_listing(entry)))
+            except OSError as error:
+                yield (
+                    entry,
+                    f"the folder cannot be read ({error.strerror}): nothing in it was collected",
+                )
 
 
-def _skipped(entry: Path) -> bool:
-    return entry.name.startswith(".") or entry.name in SKIPPED_FOLDERS
+def _listing(folder: Path) -> list[Path]:
+    return [entry for entry in sorted(folder.iterdir()) if not _skipped(entry.name)]
 
 
-def _notebooks_below(folder: Path) -> Iterator[Path]:
-    for entry in sorted(folder.iterdir()):
-        if _skipped(entry):
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            yield from _notebooks_below(entry)
-        elif entry.suffix == ".ipynb":
-            yield entry
+def _skipped(name: str) -> bool:
+    return (name.startswith(".") and name != "..") or name in SKIPPED_FOLDERS
+
+
+def _submission_on_disk(
+    root: Path, path: Path, exercises: Collection[str], problem: str
+) -> Submission:
+    parts = path.relative_to(root).parts
+    student, exercise, file, naming = _identity(parts, exercises)
+    kind, digest, mtime = _inspect(path, parts)
+    return Submission(
+        student=student,
+        exercise=exercise,
+        path=path,
+        file=file,
+        sha256=digest,
+        submitted_at=_utc(mtime),
+        problem=problem or naming or kind,
+    )
+
+
+def _identity(parts: Sequence[str], exercises: Collection[str]) -> tuple[str, str, str, str]:
+    """(student, exercise, file, problem) of a notebook at relative path `parts`, in the layouts
+    of the module's docstring; every name as `display_name` shows it."""
+    stem = display_name(parts[-1].removesuffix(".ipynb"))
+    shown = [display_name(part) for part in parts]
+    if len(parts) == 1:
+        student, exercise, problem = parse_flat_name(stem, exercises)
+    else:
+        student, exercise, problem = shown[0], exercise_name(stem, exercises), ""
+    return student, exercise, "/".join(shown), problem
+
+
+def _inspect(path: Path, parts: Sequence[str]) -> tuple[str, str, float]:
+    """(why it cannot be graded or "", SHA-256, modification time) of a file found on disk."""
+    named = _name_digest("/".join(parts))
+    try:
+        info = path.lstat()
+        if stat.S_ISLNK(info.st_mode):
+            target = _name_digest(os.readlink(path))
+            return (
+                "a symbolic link, not a notebook file: it was not followed",
+                target,
+                info.st_mtime,
+            )
+        if stat.S_ISDIR(info.st_mode):
+            return "a folder, not a notebook file", named, info.st_mtime
+        if not stat.S_ISREG(info.st_mode):
+            return "not a regular file (a FIFO, socket or device)", named, info.st_mtime
+        return "", file_digest(path), info.st_mtime
+    except OSError as error:
+        return f"the file cannot be read ({error.strerror})", named, 0.0
+
+
+def _name_digest(name: str) -> str:
+    return hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _utc(timestamp: float) -> datetime:
+    """A file time as naive UTC; one no calendar date can hold (a forged time) as 1970-01-01."""
+    try:
+        return datetime.fromtimestamp(timestamp, timezone.utc).replace(tzinfo=None)
+    except (OverflowError, OSError, ValueError):
+        return datetime(1970, 1, 1)
 
 
 def exercise_name(stem: str, exercises: Collection[str]) -> str:
@@ -156,31 +237,6 @@ def _lms_participant(rest: str) -> str:
     return found.group(1) if found else ""
 
 
-def _submission(
-    root: Path,
-    path: Path,
-    student: str,
-    exercise: str,
-    problems: dict[Path, str],
-    problem: str = "",
-) -> Submission:
-    if path.is_symlink():
-        problem = "a symbolic link, not a notebook file: it was not followed"
-        digest = hashlib.sha256(str(path.readlink()).encode()).hexdigest()
-        mtime = path.lstat().st_mtime
-    else:
-        digest, mtime = file_digest(path), path.stat().st_mtime
-    return Submission(
-        student=student,
-        exercise=exercise,
-        path=path,
-        file=path.relative_to(root).as_posix(),
-        sha256=digest,
-        submitted_at=datetime.fromtimestamp(mtime, timezone.utc).replace(tzinfo=None),
-        problem=problem or problems.get(path, ""),
-    )
-
-
 def file_digest(path: Path) -> str:
     """SHA-256 of a file's bytes, in hex."""
     digest = hashlib.sha256()
@@ -190,67 +246,132 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def extract_archive(archive: Path, into: Path) -> tuple[Path, dict[Path, str]]:
-    """Extract the notebooks of `archive` safely; return the submissions root and, for each
-    entry that could not be extracted, why.
+def extract_archive(archive: Path, into: Path, exercises: Collection[str]) -> list[Submission]:
+    """The notebooks of `archive`, extracted safely into `into`, with their students.
 
-    Only `.ipynb` entries are written, always as plain files under `into` (no absolute paths,
-    no `..`, no links), each cut one byte past the notebook size limit, so that a lying or
-    oversized entry is reported by grading, not unpacked whole.
+    Student and file come from each entry's name as they would from a folder. The notebooks are
+    not written under those names, though: the n-th one goes to `into/<n>/<its file name, made
+    safe>`, always as a plain file cut one byte past the notebook size limit, so that no name
+    (too long, clashing, absolute, with `..` or a NUL) can fail or escape the extraction and a
+    lying or oversized entry is reported by grading, not unpacked whole. An entry that cannot be
+    graded is collected with the reason: an unsafe name, a NUL in its name, a name another entry
+    also has (exactly, or but for case, Unicode normalisation or separators), a link, a folder,
+    damaged data, the archive's size budget spent. An entry whose date is no date (month 0, ...)
+    gets the archive's own time.
     """
-    problems: dict[Path, str] = {}
-    budget = MAX_ARCHIVE_BYTES
-    with zipfile.ZipFile(archive) as zipped:
-        entries = zipped.infolist()
-        if len(entries) > MAX_ARCHIVE_ENTRIES:
-            raise SubmissionsError(
-                f"{archive}: {len(entries)} entries; at most {MAX_ARCHIVE_ENTRIES} are read"
-            )
-        for info in entries:
-            relative = safe_member_path(info.filename)
-            if info.is_dir() or relative is None or relative.suffix != ".ipynb":
-                continue
-            target = into.joinpath(*relative.parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            written, problem = _extract_member(zipped, info, target, budget)
-            budget -= written
-            stamp = datetime(*info.date_time, tzinfo=timezone.utc).timestamp()
-            os.utime(target, (stamp, stamp))  # the entry's time is when it was handed in
-            if problem:
-                problems[target] = problem
-    return _archive_root(archive, into), problems
+    fallback = _utc(archive.stat().st_mtime)
+    try:
+        zipped = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as error:
+        raise SubmissionsError(f"{archive}: cannot be read as a zip archive ({error})") from None
+    with zipped:
+        entries = _notebook_entries(archive, zipped.infolist())
+        budget = MAX_ARCHIVE_BYTES
+        found = []
+        for index, entry in enumerate(entries):
+            target = into / f"{index:06d}" / safe_file_name(entry.parts[-1], ".ipynb")
+            problem, digest = entry.problem, _name_digest(entry.info.orig_filename)
+            if not problem:
+                data, problem = _read_member(zipped, entry.info, budget)
+                budget -= len(data)
+            if not problem:
+                digest = hashlib.sha256(data).hexdigest()
+                target.parent.mkdir()
+                target.write_bytes(data)
+            student, exercise, file, naming = _identity(entry.parts, exercises)
+            found.append(
+                Submission(
+                    student, exercise, target, file, digest, _entry_time(entry.info, fallback),
+                    problem or naming,
+                )
+            )  # fmt: skip
+    return found
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """An archive entry named `.ipynb`: its path in the archive and why it is not extracted."""
+
+    info: zipfile.ZipInfo
+    parts: tuple[str, ...]
+    problem: str
+
+
+def _notebook_entries(archive: Path, infos: list[zipfile.ZipInfo]) -> list[_Entry]:
+    """The entries named `.ipynb`, in path order, without a top folder named like the archive."""
+    if len(infos) > MAX_ARCHIVE_ENTRIES:
+        raise SubmissionsError(
+            f"{archive}: {len(infos)} entries; at most {MAX_ARCHIVE_ENTRIES} are read"
+        )
+    entries = [entry for info in infos if (entry := _notebook_entry(info)) is not None]
+    if entries and all(len(e.parts) > 1 and e.parts[0] == archive.stem for e in entries):
+        entries = [dataclasses.replace(e, parts=e.parts[1:]) for e in entries]
+    return sorted(_with_clashes(entries), key=lambda entry: entry.parts)
+
+
+def _notebook_entry(info: zipfile.ZipInfo) -> _Entry | None:
+    # zipfile cuts a name at a NUL (`filename`); `orig_filename` keeps all of it
+    name = info.filename if _named_notebook(info.filename) else info.orig_filename
+    parts = tuple(part for part in name.replace("\\", "/").split("/") if part not in ("", "."))
+    if not _named_notebook(name) or any(_skipped(part) for part in parts):
+        return None
+    mode = info.external_attr >> 16
+    problem = ""
+    if "\0" in info.orig_filename:
+        problem = "its name in the archive holds a NUL character: it was not extracted"
+    elif safe_member_path(name) is None:
+        problem = "its path in the archive is absolute or has `..`: it was not extracted"
+    elif info.is_dir() or stat.S_ISDIR(mode):
+        problem = "a folder in the archive, not a notebook file"
+    elif stat.S_ISLNK(mode):
+        problem = "a symbolic link in the archive, not a notebook file"
+    return _Entry(info, parts, problem)
+
+
+def _named_notebook(name: str) -> bool:
+    return name.rstrip("/").endswith(".ipynb")
+
+
+def _with_clashes(entries: list[_Entry]) -> list[_Entry]:
+    """`entries`, those whose paths are one path to a file system that folds case or Unicode
+    normalisation marked: which of them the student meant cannot be told."""
+    keys = [unicodedata.normalize("NFC", "/".join(entry.parts)).casefold() for entry in entries]
+    count = Counter(keys)
+    return [
+        dataclasses.replace(
+            entry,
+            problem=f"the archive holds {count[key]} entries with this name (exactly, or but for "
+            "case, separators or a NUL): none of them was graded, hand in one",
+        )
+        if count[key] > 1
+        else entry
+        for entry, key in zip(entries, keys, strict=True)
+    ]
 
 
 def safe_member_path(name: str) -> PurePosixPath | None:
-    """The relative path an archive entry may be written to, or None for an unsafe name."""
+    """The relative path of an archive entry, or None for an unsafe (absolute, `..`) name."""
     path = PurePosixPath(name.replace("\\", "/"))
     if path.is_absolute() or not path.parts or ".." in path.parts or ":" in path.parts[0]:
         return None
     return path
 
 
-def _extract_member(
-    zipped: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, budget: int
-) -> tuple[int, str]:
-    mode = info.external_attr >> 16
-    if stat.S_ISLNK(mode):
-        target.write_bytes(b"")
-        return 0, "a symbolic link in the archive, not a notebook file"
-    limit = min(MAX_NOTEBOOK_BYTES + 1, max(budget, 0))
-    try:
-        with zipped.open(info) as member, target.open("wb") as out:
-            data = member.read(limit)
-            out.write(data)
-    except (zipfile.BadZipFile, zlib.error, RuntimeError, OSError, EOFError, ValueError) as error:
-        target.write_bytes(b"")
-        return 0, f"the archive entry could not be extracted ({error})"
+def _read_member(zipped: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int) -> tuple[bytes, str]:
+    """The entry's bytes (at most one past the notebook limit), or why they cannot be read."""
     if budget <= 0:
-        return 0, f"not extracted: the archive holds more than {MAX_ARCHIVE_BYTES} bytes"
-    return len(data), ""
+        return b"", f"not extracted: the archive holds more than {MAX_ARCHIVE_BYTES} bytes"
+    try:
+        with zipped.open(info) as member:
+            return member.read(min(MAX_NOTEBOOK_BYTES + 1, budget)), ""
+    except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, RuntimeError, OSError, EOFError,
+            ValueError) as error:  # fmt: skip
+        return b"", f"the archive entry could not be extracted ({error})"
 
 
-def _archive_root(archive: Path, into: Path) -> Path:
-    entries = [entry for entry in into.iterdir() if not _skipped(entry)]
-    if len(entries) == 1 and entries[0].is_dir() and entries[0].name == archive.stem:
-        return entries[0]
-    return into
+def _entry_time(info: zipfile.ZipInfo, fallback: datetime) -> datetime:
+    """When the entry was handed in: its date in the archive, if that is a date at all."""
+    try:
+        return datetime(*info.date_time)
+    except (ValueError, TypeError):
+        return fallback

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 import zipfile
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,12 @@ from grader.errors import SubmissionsError
 from grader.prepare import MAX_NOTEBOOK_BYTES
 from grader.submissions import (
     Submission,
+    _utc,
     open_submissions,
     parse_flat_name,
     safe_member_path,
 )
+from grader.untrusted import MAX_NAME_CHARS
 
 EXERCISES = ["01_autograd_basics", "02_linear_regression_numpy", "basics"]
 NOTEBOOK = b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
@@ -162,14 +165,15 @@ def test_a_hostile_archive_writes_nothing_outside_and_nothing_but_plain_files(
         zipped.writestr(link, "/etc/shadow")
         zipped.writestr("bomb/basics.ipynb", b"0" * (MAX_NOTEBOOK_BYTES + 10_000_000))
     found = collect(archive)
-    assert summary(found)[:2] == [
+    assert summary(found)[1:3] == [
         ("alice", "basics", ""),
         ("bomb", "basics", ""),
     ]
-    assert found[2].student == "mallory" and "symbolic link in the archive" in found[2].problem
+    assert "absolute or has `..`: it was not extracted" in found[0].problem
+    assert found[3].student == "mallory" and "symbolic link in the archive" in found[3].problem
     assert not (tmp_path.parent / "escaped").exists()
     with open_submissions(archive, EXERCISES) as extracted:
-        bomb = extracted[1].path
+        bomb = extracted[2].path
         assert bomb.stat().st_size == MAX_NOTEBOOK_BYTES + 1, "cut one byte past the limit"
         assert all(not os.path.islink(s.path) for s in extracted)
 
@@ -182,3 +186,85 @@ def test_a_corrupted_entry_is_recorded_with_its_problem(tmp_path: Path) -> None:
     archive.write_bytes(bytes(data))
     (found,) = collect(archive)
     assert found.student == "alice" and "could not be extracted" in found.problem
+
+
+def test_names_that_are_not_utf8_are_shown_as_their_bytes(tmp_path: Path) -> None:
+    root = os.fsencode(tmp_path)
+    os.mkdir(os.path.join(root, b"Jos\xe9"))
+    put(Path(os.fsdecode(os.path.join(root, b"Jos\xe9", b"basics\xff.ipynb"))))
+    put(tmp_path / "Jos\\xe9" / "basics.ipynb")  # a name that spells the escape
+    put(tmp_path / "eve\x1b[2J" / "basics.ipynb")
+    found = collect(tmp_path)
+    assert sorted((s.student, s.file) for s in found) == [
+        ("Jos\\\\xe9", "Jos\\\\xe9/basics.ipynb"),
+        ("Jos\\xe9", "Jos\\xe9/basics\\xff.ipynb"),
+        ("eve\\x1b[2J", "eve\\x1b[2J/basics.ipynb"),
+    ]
+    assert all(s.path.exists() for s in found), "each file is read under its own name"
+
+
+def test_deep_trees_odd_files_and_odd_times_are_collected(tmp_path: Path) -> None:
+    deep = tmp_path / "alice"
+    deep.mkdir()
+    try:
+        for _ in range(1500):  # deeper than Python's recursion limit
+            deep /= "d"
+            deep.mkdir()
+        put(deep / "basics.ipynb")
+        (tmp_path / "bob" / "basics.ipynb").mkdir(parents=True)
+        os.mkfifo(tmp_path / "carol_1_basics.ipynb")
+        found = {s.student: s for s in collect(tmp_path)}
+    finally:
+        subprocess.run(["rm", "-rf", str(tmp_path / "alice")], check=True)  # rmtree recurses
+    assert found["alice"].problem == "" and found["alice"].exercise == "basics"
+    assert found["bob"].problem == "a folder, not a notebook file"
+    assert "not a regular file" in found["carol"].problem
+    # a time no calendar date holds (file systems such as btrfs keep 64-bit seconds)
+    assert _utc(2.0**40) == _utc(-(2.0**40)) == datetime(1970, 1, 1)
+
+
+def test_archive_names_that_cannot_be_graded_are_recorded(tmp_path: Path) -> None:
+    month0 = zipfile.ZipInfo("frank/basics.ipynb", (1980, 0, 0, 0, 0, 0))
+    archive = tmp_path / "class.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("alice/basics.ipynb", NOTEBOOK)
+        zipped.writestr("bob/basics.ipynb", NOTEBOOK)
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            zipped.writestr("bob/basics.ipynb", NOTEBOOK + b" ")  # the same name twice
+        zipped.writestr("Carol/basics.ipynb", NOTEBOOK)
+        zipped.writestr("carol/basics.ipynb", NOTEBOOK)  # differs only in case
+        zipped.writestr("dave/basics.ipynb#tail", NOTEBOOK)  # a NUL, patched in below
+        zipped.writestr("erin/basics.ipynb/", b"")  # a folder named like a notebook
+        zipped.writestr(month0, NOTEBOOK)
+        zipped.writestr("g" * 300 + "/" + "h" * 5000 + "_basics.ipynb", NOTEBOOK)
+    archive.write_bytes(archive.read_bytes().replace(b".ipynb#tail", b".ipynb\x00tail"))
+    found = collect(archive)
+    by_student: dict[str, list[Submission]] = {}
+    for submission in found:
+        by_student.setdefault(submission.student, []).append(submission)
+    assert by_student["alice"][0].problem == ""
+    for student in ("bob", "Carol", "carol"):
+        assert all("entries with this name" in s.problem for s in by_student[student])
+    assert len(by_student["bob"]) == 2
+    assert "NUL character" in by_student["dave"][0].problem
+    assert by_student["erin"][0].problem == "a folder in the archive, not a notebook file"
+    frank = by_student["frank"][0]
+    assert frank.problem == "" and frank.submitted_at == _archive_time(archive)
+    (long,) = [s for s in found if s.student.startswith("g")]
+    assert long.problem == "" and len(long.student) == MAX_NAME_CHARS
+    assert len(long.path.name.encode()) <= 255
+
+
+def _archive_time(archive: Path) -> datetime:
+    return datetime.fromtimestamp(archive.stat().st_mtime, timezone.utc).replace(tzinfo=None)
+
+
+def test_an_archive_that_zipfile_cannot_open_is_a_clear_error(tmp_path: Path) -> None:
+    archive = make_zip(tmp_path / "class.zip", {"alice/basics.ipynb": NOTEBOOK})
+    data = bytearray(archive.read_bytes())
+    start = data.rindex(b"alice/")  # the central directory's copy of the name
+    data[start : start + 5] = b"\xff\xfe\xfd\xfc\xfb"
+    data[data.rindex(b"PK\x01\x02") + 9] |= 0x08  # flag: the name is UTF-8 (it is not)
+    archive.write_bytes(bytes(data))
+    with pytest.raises(SubmissionsError, match="cannot be read as a zip archive"):
+        collect(archive)
