@@ -172,17 +172,18 @@ def _check(args: argparse.Namespace, config: Config) -> int:
     started = time.monotonic()
     workers = _workers(args)
     with start_zygote() as zygote:  # first: its imports overlap the grader's own
+        from grader.export import write_atomically, write_json_atomically
         from grader.grading import check_notebooks
-        from grader.report import gradescope_results, junit_xml, render_text, write_json
+        from grader.report import gradescope_results, junit_xml, render_text
         from grader.results import all_passed, ungradable
 
         paths = args.paths or [config.path(config.exercises_dir)]
         results = check_notebooks(paths, config, workers, _progress_line(), zygote)
     print(render_text(results), end="")
     if args.json:
-        write_json(args.json, gradescope_results(results, time.monotonic() - started))
+        write_json_atomically(args.json, gradescope_results(results, time.monotonic() - started))
     if args.junit:
-        args.junit.write_text(junit_xml(results), encoding="utf-8")
+        write_atomically(args.junit, junit_xml(results))
     for result in ungradable(results):
         print(f"grader: error: {_one_line(result.error)}", file=sys.stderr)
     if ungradable(results):

@@ -57,3 +57,7 @@ class SubmissionsError(GraderError):
 
 class GradebookError(GraderError):
     """The gradebook database cannot be opened, created or migrated."""
+
+
+class ExportError(GraderError):
+    """An export or a feedback page cannot be written where it was asked to go."""

@@ -2,55 +2,135 @@
 
 Everything is rendered from the gradebook's latest run of each student's latest submission
 of each notebook. Student names come from folder and file names, so they are the students' own
-text: the CSV neutralises anything a spreadsheet would read as a formula.
+text: the CSV neutralises anything a spreadsheet would read as a formula, and every file or
+folder named after a student gets a safe name that no other student's can equal. Every file is
+written atomically (a temporary file beside it, then a rename): a reader, or an LMS import,
+sees the previous export or the new one, never half of one.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import itertools
+import json
+import os
 import re
+import tempfile
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from grader.gradebook import GradedNotebook
-from grader.report import check_id, gradescope_results, junit_xml, write_json
+from grader.errors import ExportError
+from grader.report import check_id, gradescope_results, junit_xml
 from grader.results import NotebookResult
 from grader.untrusted import clean_line
 
+if TYPE_CHECKING:  # `grader check` writes its files here too, without the database's imports
+    from grader.gradebook import GradedNotebook
+
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")
 _UNSAFE_FILE_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_NAME_CHARACTERS = 80
+WINDOWS_DEVICES = frozenset(
+    ["con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))]
+)
+"""Names Windows refuses for a file or folder, with any extension (`nul.html` too)."""
+NEW_FILE_MODE = 0o644
 
 
-def student_slugs(students: Iterable[str], reserved: Iterable[str] = ()) -> dict[str, str]:
-    """A distinct, safe file name for each student name, never one of `reserved`.
+def student_slugs(students: Iterable[str], reserved: Collection[str] = ()) -> dict[str, str]:
+    """A distinct, safe file name for each student name, none of them one of `reserved`.
 
-    Names are students' own text, so one may be chosen to equal another's safe or hashed form:
-    every name given out is checked against all those given before (case-insensitively, for
-    case-insensitive file systems), and a name that is taken falls back to longer hashes.
+    Names are compared as a case-insensitive file system compares them. A plain slug that two
+    names share, or that is reserved, gets a hash of the exact name; the hashed form is checked
+    again, so a name chosen to equal another's plain or hashed form cannot take its place.
     """
     names = sorted(set(students))
-    plain = {name: _UNSAFE_FILE_CHARACTERS.sub("_", name).strip("._-")[:80] for name in names}
-    clashes = Counter(slug.lower() for slug in plain.values())
+    plain = {name: _slug(name) for name in names}
+    shared = Counter(slug.lower() for slug in plain.values())
     taken = {name.lower() for name in reserved}
     slugs: dict[str, str] = {}
     for name, slug in plain.items():
-        unique = slug if slug and clashes[slug.lower()] == 1 else None
-        chosen = next(c for c in _slug_candidates(name, slug, unique) if c.lower() not in taken)
-        taken.add(chosen.lower())
-        slugs[name] = chosen
+        if slug and shared[slug.lower()] == 1 and _free(slug, taken):
+            slugs[name] = slug
+            taken.add(slug.lower())
+    for name in names:
+        if name not in slugs:
+            slugs[name] = _hashed_slug(name, plain[name] or "student", taken)
+            taken.add(slugs[name].lower())
     return slugs
 
 
-def _slug_candidates(name: str, slug: str, unique: str | None) -> Iterator[str]:
-    if unique is not None:
-        yield unique
+def _slug(name: str) -> str:
+    return _UNSAFE_FILE_CHARACTERS.sub("_", name).strip("._-")[:MAX_NAME_CHARACTERS]
+
+
+def _free(slug: str, taken: set[str]) -> bool:
+    folded = slug.lower()
+    return folded not in taken and folded.split(".")[0] not in WINDOWS_DEVICES
+
+
+def _hashed_slug(name: str, slug: str, taken: set[str]) -> str:
+    # The hash goes before the first dot: `nul.txt` and `index.html` must change their stem.
+    stem, dot, extension = slug.partition(".")
     digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
-    for length in (10, 16, 64):
-        yield f"{slug or 'student'}-{digest[:length]}"
-    yield from (f"{slug or 'student'}-{digest}-{n}" for n in itertools.count(2))
+    candidates = [f"{stem}-{digest[:length]}" for length in (10, 16, 64)]
+    # Only a set of names built to equal every hashed form of another gets to a counter.
+    counted = (f"{stem}-{digest}-{counter}" for counter in itertools.count(2))
+    for candidate in itertools.chain(candidates, counted):
+        if _free(candidate + dot + extension, taken):
+            return candidate + dot + extension
+    raise AssertionError("unreachable: the counter runs until a name is free")
+
+
+def output_folder(folder: Path) -> Path:
+    """`folder`, created with its parents if missing; an `ExportError` if it cannot be."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ExportError(
+            f"cannot write into {folder}: a file of that name is in the way"
+        ) from None
+    except OSError as error:
+        raise ExportError(f"cannot create the folder {folder}: {_reason(error)}") from None
+    return folder
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write `text` to `path` (UTF-8, newlines as given) through a temporary file and a rename.
+
+    The folder is created if missing. A file there keeps its permissions; a new one is
+    readable by all (a temporary file alone would be private), as feedback behind a web server
+    must be.
+    """
+    folder = output_folder(path.parent)
+    if path.is_dir():
+        raise ExportError(f"cannot write {path}: it is a folder")
+    mode = path.stat().st_mode & 0o7777 if path.is_file() else NEW_FILE_MODE
+    try:
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name[:60]}.", dir=folder)
+    except OSError as error:
+        raise ExportError(f"cannot write into {folder}: {_reason(error)}") from None
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise ExportError(f"cannot write {path}: {_reason(error)}") from None
+
+
+def _reason(error: OSError) -> str:
+    return error.strerror or str(error)
+
+
+def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    """`data` as indented JSON in `path`, written atomically."""
+    write_atomically(path, json.dumps(data, indent=2) + "\n")
 
 
 def by_student(graded: list[GradedNotebook]) -> dict[str, list[GradedNotebook]]:
@@ -70,11 +150,12 @@ def write_csv(graded: list[GradedNotebook], path: Path) -> None:
     for notebook in notebooks:
         header += [name for nb, name in columns if nb == notebook] + [f"{notebook} total"]
     header += ["total", "max_total"]
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow([spreadsheet_safe(cell) for cell in header])
-        for student, items in by_student(graded).items():
-            writer.writerow(_csv_row(student, items, columns, notebooks, sum(maximum.values())))
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow([spreadsheet_safe(cell) for cell in header])
+    for student, items in by_student(graded).items():
+        writer.writerow(_csv_row(student, items, columns, notebooks, sum(maximum.values())))
+    write_atomically(path, buffer.getvalue())
 
 
 def _check_columns(graded: list[GradedNotebook]) -> list[tuple[str, str]]:
@@ -123,11 +204,10 @@ def write_results_json(graded: list[GradedNotebook], folder: Path) -> list[Path]
     written = []
     for student, items in by_student(graded).items():
         target = folder / slugs[student] / "results.json"
-        target.parent.mkdir(parents=True, exist_ok=True)
         results = [item.result for item in items]
         data = gradescope_results(results, sum(r.seconds for r in results))
         data["extra_data"]["student"] = student
-        write_json(target, data)
+        write_json_atomically(target, data)
         written.append(target)
     return written
 
@@ -136,4 +216,4 @@ def write_junit(graded: list[GradedNotebook], path: Path) -> None:
     """The class as JUnit XML: a test suite per student and notebook."""
     items = sorted(graded, key=lambda g: (g.student, g.result.notebook))
     labels = [f"{item.student}/{item.result.notebook}" for item in items]
-    path.write_text(junit_xml([item.result for item in items], labels), encoding="utf-8")
+    write_atomically(path, junit_xml([item.result for item in items], labels))

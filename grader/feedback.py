@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from grader.export import by_student, student_slugs
+from grader.export import by_student, student_slugs, write_atomically
 from grader.gradebook import GradedNotebook
 from grader.results import CheckResult, Figure, NotebookResult, Series
 
@@ -92,18 +92,16 @@ def write_feedback(graded: list[GradedNotebook], folder: Path) -> list[Path]:
     written = []
     for item in graded:
         target = folder / folders[item.student] / pages[item.result.notebook]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(_student_page(item), encoding="utf-8")
+        write_atomically(target, _student_page(item))
         written.append(target)
-    folder.mkdir(parents=True, exist_ok=True)
     index = folder / INDEX
-    index.write_text(_summary_page(graded, folders, pages), encoding="utf-8")
+    write_atomically(index, _summary_page(graded, folders, pages))
     return [*written, index]
 
 
 def student_folders(students: Iterable[str]) -> dict[str, str]:
-    """The export's student slugs, but never the summary page's own name."""
-    return student_slugs(students, reserved=(INDEX,))
+    """The export's student slugs, but never the name of a page beside them."""
+    return student_slugs(students, reserved={INDEX})
 
 
 def _page_names(notebooks: Iterable[str]) -> dict[str, str]:

@@ -8,11 +8,9 @@ own: continuation lines of a message are indented under it.
 
 from __future__ import annotations
 
-import json
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from itertools import groupby
-from pathlib import Path
 from typing import Any
 
 from grader.results import CheckResult, NotebookResult, total_points, total_score
@@ -140,11 +138,6 @@ def junit_xml(results: list[NotebookResult], labels: Sequence[str] | None = None
             notices = "\n".join(clean_text(notice) for notice in result.notices)
             ET.SubElement(suite, "system-out").text = notices
     return ET.tostring(root, encoding="unicode", xml_declaration=True)
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write `data` as indented JSON."""
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 def _points(value: float) -> str:

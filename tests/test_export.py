@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 import xml.etree.ElementTree as ET
 from datetime import datetime
 from pathlib import Path
@@ -13,7 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from grader import export
 from grader.cli import main
+from grader.errors import ExportError
 from grader.export import spreadsheet_safe, student_slugs, write_csv, write_junit
 from grader.feedback import student_folders
 from grader.gradebook import Gradebook, GradedNotebook
@@ -141,3 +144,66 @@ def test_junit_labels_suites_by_student(graded: list[GradedNotebook], tmp_path: 
     write_junit(graded, tmp_path / "class.xml")
     root = ET.parse(tmp_path / "class.xml").getroot()
     assert len(root.findall("testsuite")) == len(graded)
+
+
+def test_slugs_avoid_reserved_and_windows_device_names() -> None:
+    slugs = student_slugs(["index.html", "INDEX.HTML", "nul", "Con.txt", "lpt1"], {"index.html"})
+    for slug in slugs.values():
+        assert slug.lower() != "index.html"
+        assert slug.lower().split(".")[0] not in {"nul", "con", "lpt1"}
+    assert len({slug.lower() for slug in slugs.values()}) == 5
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(max_size=100), max_size=12), st.sets(st.text(max_size=12), max_size=3))
+def test_slugs_of_any_names_are_safe_distinct_and_never_reserved(
+    names: list[str], reserved: set[str]
+) -> None:
+    slugs = student_slugs(names, reserved)
+    assert set(slugs) == set(names)
+    folded = [slug.lower() for slug in slugs.values()]
+    assert len(set(folded)) == len(folded)
+    assert not set(folded) & {name.lower() for name in reserved}
+    assert all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", slug) for slug in slugs.values())
+
+
+def test_export_creates_missing_folders(graded: list[GradedNotebook], tmp_path: Path) -> None:
+    db, deep = str(tmp_path / "gradebook.db"), tmp_path / "not" / "yet"
+    args = ["--csv", str(deep / "a" / "g.csv"), "--junit", str(deep / "b" / "c.xml")]
+    assert main(["export", "--db", db, *args, "--results-dir", str(deep / "r")]) == 0
+    assert read_csv(deep / "a" / "g.csv") and ET.parse(deep / "b" / "c.xml").getroot() is not None
+    assert (deep / "r" / "alice" / "results.json").is_file()
+    assert (deep / "a" / "g.csv").stat().st_mode & 0o777 == 0o644
+
+
+def test_export_into_a_folder_that_cannot_be_made_is_one_line(
+    graded: list[GradedNotebook], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "file").write_text("in the way")
+    db = str(tmp_path / "gradebook.db")
+    assert main(["export", "--db", db, "--csv", str(tmp_path / "file" / "g.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a file of that name is in the way" in err
+    assert "Traceback" not in err
+    assert main(["export", "--db", db, "--junit", str(tmp_path)]) == 2
+    assert "it is a folder" in capsys.readouterr().err
+
+
+def test_a_failed_write_keeps_the_previous_file_and_leaves_nothing(
+    graded: list[GradedNotebook], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "out" / "grades.csv"
+    write_csv(graded, target)
+    target.chmod(0o600)
+    before = target.read_bytes()
+
+    def fail(source: object, destination: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(export.os, "replace", fail)
+    with pytest.raises(ExportError, match="No space left on device"):
+        write_csv(graded[:1], target)
+    assert target.read_bytes() == before and list(target.parent.iterdir()) == [target]
+    monkeypatch.undo()
+    write_csv(graded[:1], target)
+    assert target.read_bytes() != before and target.stat().st_mode & 0o777 == 0o600
