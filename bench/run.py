@@ -172,18 +172,19 @@ def _floor_worker(
 
 def compute_floor(notebook_paths: list[Path], workers: int) -> float:
     """Wall seconds of the notebooks' code, twice each, in warm interpreters over `workers`."""
-    from grader.config import load_config
+    from grader.config import hidden_secret, load_config
     from grader.course import find_exercises, load_check_spec
     from grader.notebook import read_course_notebook
     from grader.prepare import variants
 
     config = load_config(ROOT)
+    secret = hidden_secret(config)
     exercises = find_exercises(config)
     jobs = []
     for path in notebook_paths:
         exercise = exercises[path.stem]
         pristine = read_course_notebook(exercise.exercise_path)
-        plan = variants(pristine, path.stem, load_check_spec(exercise), "cpu", config.hidden_seed)
+        plan = variants(pristine, path.stem, load_check_spec(exercise), "cpu", secret)
         jobs.extend((str(path), variant.parameters) for variant in plan)
     queue: multiprocessing.Queue = multiprocessing.Queue()
     shares = [jobs[index::workers] for index in range(workers)]

@@ -7,11 +7,12 @@ whose file, grader version and course are unchanged, and grades the rest.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from grader.config import Config
+from grader.config import Config, hidden_secret
 from grader.course import course_version, find_exercises
 from grader.gradebook import Gradebook
 from grader.grading import GRADER_VERSION, Job, grade_jobs
@@ -55,8 +56,11 @@ def grade_class(
     """Grade every submission in folder or zip `source` that needs it; record each result.
 
     `zygote`: see `grader.grading.grade_jobs`."""
+    # read once: the fingerprints and the runs must see the same secret
+    secret = hidden_secret(config)
+    config = dataclasses.replace(config, hidden_seed=secret)
     exercises = find_exercises(config)
-    versions = {name: course_version(ex, config.hidden_seed) for name, ex in exercises.items()}
+    versions = {name: course_version(ex, secret) for name, ex in exercises.items()}
     with open_submissions(source, exercises) as submissions:
         fingerprinted = [(s, versions.get(s.exercise, "")) for s in submissions]
         todo = [

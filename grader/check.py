@@ -4,6 +4,11 @@ The checks never run in the student's kernel. What the student computed arrives 
 `student` fixture, the reference solution's results through `reference`; every check runs once
 per variant (the notebook's own data and the hidden one) and earns its points only when it
 holds in both.
+
+Of the hidden variant a student learns only whether each check held there and, when it did not,
+one of the fixed sentences of `HIDDEN_FAILURES`: the hidden run's own messages are built from
+its values (and a student's cell can put anything into an error), so they are kept for the
+instructor in `CheckResult.hidden_message` and never shown to the student.
 """
 
 from __future__ import annotations
@@ -30,6 +35,16 @@ _PYTEST_LOCK = threading.Lock()
 # change what they see.
 PYTEST_ENVIRONMENT = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS")
 MAX_GIST_CHARS = 160  # of an earlier cell's failure, quoted in the message of a cell using it
+# What a check that failed only in the hidden variant tells the student, by how the TO DO cell
+# it grades ended there (`CellStatus.status`; "ok": the cell ran, the check did not hold).
+HIDDEN_FAILURES = {
+    "ok": "its result is wrong there",
+    "error": "its cell raised an error there",
+    "timeout": "its cell did not finish in time there",
+    "memory": "its cell used more memory than allowed there",
+    "died": "its cell crashed the kernel there",
+    "skipped": "its cell was not run there",
+}
 
 
 class CheckFailed(AssertionError):
@@ -43,6 +58,8 @@ class VariantRuns:
     label: str
     student: RunData
     reference: RunData
+    hidden: bool = False
+    """Whether this is the hidden variant, of which the student learns only the verdicts."""
 
 
 class NotebookRun:
@@ -165,6 +182,8 @@ class _Verdict:
     variant: int
     passed: bool
     message: str
+    category: str
+    """How the checked cell ended in this run: a key of `HIDDEN_FAILURES`."""
 
 
 class _Collector:
@@ -230,8 +249,10 @@ class _Collector:
         variant = int(item.callspec.params["variant"])  # type: ignore[attr-defined]
         message = "" if passed or call.excinfo is None else _failure_message(call.excinfo)
         name = getattr(item, "originalname", item.name)
+        cell = self.runs[variant].student.cells.get(grade_id)
+        category = "ok" if cell is None else cell.status
         self.verdicts.setdefault(name, []).append(
-            _Verdict(grade_id, points, variant, passed, message)
+            _Verdict(grade_id, points, variant, passed, message, category)
         )
 
 
@@ -255,18 +276,26 @@ def _merge(
     notebook: str, name: str, verdicts: list[_Verdict], runs: list[VariantRuns]
 ) -> CheckResult:
     first = verdicts[0]
-    failures = [verdict for verdict in verdicts if not verdict.passed]
     check = name.removeprefix("test_")
+    failures = [verdict for verdict in verdicts if not verdict.passed]
     if not failures:
         return CheckResult(notebook, first.grade_id, check, first.points, first.points, PASSED)
-    failed = failures[0]
-    message = failed.message
-    if all(v.passed for v in verdicts if v.variant == 0) and failed.variant > 0:
-        message = (
-            f"passes on the notebook's own data but not on {runs[failed.variant].label} "
-            f"(another seed and other coefficients): is something hard-coded? {message}"
-        )
-    return CheckResult(notebook, first.grade_id, check, first.points, 0.0, FAILED, message)
+    hidden = [verdict for verdict in failures if runs[verdict.variant].hidden]
+    public = [verdict for verdict in failures if not runs[verdict.variant].hidden]
+    message = public[0].message if public else _hidden_failure(runs[hidden[0].variant], hidden[0])
+    hidden_message = "\n".join(f"{runs[v.variant].label}: {v.message}" for v in hidden)
+    return CheckResult(
+        notebook, first.grade_id, check, first.points, 0.0, FAILED, message, hidden_message
+    )
+
+
+def _hidden_failure(run: VariantRuns, verdict: _Verdict) -> str:
+    """The student's message for a check that held on the notebook's own data only."""
+    what = HIDDEN_FAILURES.get(verdict.category, "it did not hold there")
+    return (
+        f"passes on the notebook's own data but not on {run.label} "
+        f"(another seed and other coefficients): {what}; is something hard-coded?"
+    )
 
 
 @dataclass(frozen=True)

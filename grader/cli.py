@@ -7,6 +7,7 @@ graded), 2 the grader could not do its job, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
@@ -17,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from grader.config import Config, load_config
+from grader.config import COURSE_ENV, HIDDEN_SEED_ENV, Config, hidden_secret, load_config
 from grader.errors import GraderError
 from grader.results import NotebookResult
 from grader.untrusted import clean_line, clean_message
@@ -35,12 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_request:  # argparse has printed the usage error or the help
         return int(exit_request.code or 0)
     try:
-        config = load_config(
-            args.course,
-            device=getattr(args, "device", None),
-            cell_timeout=getattr(args, "cell_timeout", None),
-            notebook_timeout=getattr(args, "notebook_timeout", None),
-        )
+        config = _course_config(args) if args.needs_course else Config()
         status: int = args.command(args, config)
         return status
     except GraderError as error:
@@ -95,14 +91,47 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _course_config(args: argparse.Namespace) -> Config:
+    """The configuration of the course, never found inside the work the command grades."""
+    if getattr(args, "submissions", None) is not None:
+        submitted = [args.submissions]
+    else:  # `check`: a notebook's folder, or the folder given
+        submitted = [path if path.is_dir() else path.parent for path in getattr(args, "paths", [])]
+    return load_config(
+        args.course,
+        submitted=submitted,
+        device=getattr(args, "device", None),
+        cell_timeout=getattr(args, "cell_timeout", None),
+        notebook_timeout=getattr(args, "notebook_timeout", None),
+    )
+
+
+def _secured(config: Config) -> Config:
+    """`config` with its hidden variant's secret read, saying so when it was just made."""
+    made = config.hidden_seed is None and not config.path(config.secret_file).exists()
+    config = dataclasses.replace(config, hidden_seed=hidden_secret(config))
+    if made:
+        print(
+            f"grader: note: made a new secret for the hidden variants in "
+            f"{config.path(config.secret_file)}; back it up (or set {HIDDEN_SEED_ENV}): "
+            "without it, grades are drawn on other hidden variants",
+            file=sys.stderr,
+        )
+    return config
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grader", description=__doc__)
     parser.add_argument(
-        "--course", type=Path, default=None, help="the course folder (default: found from here)"
+        "--course",
+        type=Path,
+        default=None,
+        help=f"the course folder (default: ${COURSE_ENV}, else found from here upwards)",
     )
     parser.add_argument(
         "--traceback", action="store_true", help="print the traceback of an internal error"
     )
+    parser.set_defaults(needs_course=True)
     commands = parser.add_subparsers(title="commands", required=True)
 
     check = commands.add_parser("check", help="grade notebooks and print a score per check")
@@ -132,14 +161,14 @@ def _parser() -> argparse.ArgumentParser:
         "--results-dir", type=Path, help="Gradescope results.json per student, in DIR/<student>/"
     )
     export.add_argument("--junit", type=Path, help="a test suite per student and notebook")
-    export.set_defaults(command=_export)
+    export.set_defaults(command=_export, needs_course=False)
 
     feedback = commands.add_parser("feedback", help="write HTML feedback pages from the gradebook")
     _database_option(feedback)
     feedback.add_argument(
         "--out", type=Path, default=Path("feedback"), help="folder of the pages (default: feedback)"
     )
-    feedback.set_defaults(command=_feedback)
+    feedback.set_defaults(command=_feedback, needs_course=False)
 
     assign = commands.add_parser("assign", help="write exercises/ from solutions/")
     assign.add_argument(
@@ -171,6 +200,7 @@ def _check(args: argparse.Namespace, config: Config) -> int:
 
     started = time.monotonic()
     workers = _workers(args)
+    config = _secured(config)
     with start_zygote() as zygote:  # first: its imports overlap the grader's own
         from grader.export import write_atomically, write_json_atomically
         from grader.grading import check_notebooks
@@ -202,6 +232,7 @@ def _grade(args: argparse.Namespace, config: Config) -> int:
     from grader.zygote import start_zygote
 
     workers = _workers(args)
+    config = _secured(config)
     with start_zygote() as zygote:  # first: its imports overlap opening the gradebook
         from grader.batch import grade_class
         from grader.gradebook import Gradebook

@@ -47,6 +47,24 @@ class CourseError(GraderError):
     """The course's own notebooks or checks are missing or malformed."""
 
 
+class ReferenceFailedError(CourseError):
+    """A run of the reference solution failed: no student can be graded against it."""
+
+    def __init__(self, solution: Path, variant: str, problem: str) -> None:
+        self.solution = solution
+        self.variant = variant
+        self.problem = problem
+        super().__init__(
+            f"the reference solution failed: {solution} on {variant}: {problem}; nothing was "
+            "cached: fix the solution (or, on a busy machine, allow more time with "
+            "--cell-timeout) and run again"
+        )
+
+
+class CourseNotFoundError(ConfigError):
+    """No course folder was named, and none could be found where it may be looked for."""
+
+
 class DeviceError(GraderError):
     """The requested device cannot be used."""
 

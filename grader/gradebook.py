@@ -116,6 +116,7 @@ class CheckRow(Base):
     score: Mapped[float] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String)
     message: Mapped[str] = mapped_column(Text)
+    hidden_message: Mapped[str] = mapped_column(Text, server_default="")
 
 
 @dataclass(frozen=True)
@@ -363,6 +364,7 @@ def _run_row(
                 score=check.score,
                 status=check.status,
                 message=clean_message(check.message),
+                hidden_message=clean_message(check.hidden_message),
             )
             for position, check in enumerate(result.checks)
         ],
@@ -389,7 +391,14 @@ def _graded(submission: SubmissionRow, run: RunRow) -> GradedNotebook:
         path=submission.file,
         checks=tuple(
             CheckResult(
-                submission.notebook, c.grade_id, c.name, c.points, c.score, c.status, c.message
+                submission.notebook,
+                c.grade_id,
+                c.name,
+                c.points,
+                c.score,
+                c.status,
+                c.message,
+                c.hidden_message,
             )
             for c in run.checks
         ),

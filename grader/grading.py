@@ -30,12 +30,19 @@ from grader.check import (
     FollowThrough,
     VariantRuns,
     credit_follow_through,
+    describe_cell_failure,
     plan_follow_through,
     run_checks,
 )
-from grader.config import Config
+from grader.config import Config, hidden_secret
 from grader.course import CheckSpec, Exercise, exercise_for, find_exercises, load_check_spec
-from grader.errors import ConfigError, DeviceError, GraderError, UnknownNotebookError
+from grader.errors import (
+    ConfigError,
+    DeviceError,
+    GraderError,
+    ReferenceFailedError,
+    UnknownNotebookError,
+)
 from grader.execute import ExecutedNotebook, Limits, run_notebook
 from grader.extract import (
     CellStatus,
@@ -68,6 +75,7 @@ GRADER_VERSION = version("autodiff-grader")
 _REFERENCE_LOCKS: dict[str, threading.Lock] = {}
 _REPORTING_LOCK = threading.Lock()
 MAX_ANSWER_CHARS = 20_000
+MAX_PROBLEM_CHARS = 300  # of a failed reference's error, in the one-line course error
 
 
 @dataclass(frozen=True)
@@ -87,6 +95,8 @@ class _Session:
     config: Config
     device: str
     limits: Limits
+    hidden_seed: int
+    """The secret behind every hidden variant of the run, read once."""
 
 
 @dataclass(frozen=True)
@@ -176,7 +186,8 @@ def grade_jobs(
                 pending.append((index, job, course))
         if count:
             limits = execution_limits(config, count)
-            session = _Session(config, resolve_device(config.device), limits)
+            device = resolve_device(config.device)
+            session = _Session(config, device, limits, hidden_secret(config))
             pools = [
                 KernelPool(limits.resources, limits.threads, zygote=zygote) for _ in range(count)
             ]
@@ -368,7 +379,7 @@ def _start_grading(index: int, path: Path, course: _Course, session: _Session) -
         course.exercise.name,
         course.spec,
         session.device,
-        session.config.hidden_seed,
+        session.hidden_seed,
     )
     return _Grading(index, path, course, prepared, plan, started)
 
@@ -450,7 +461,7 @@ def _stage_runs(grading: _Grading, index: int, session: _Session, pool: KernelPo
         grading.prepared.notebook, course.solution, grading.follow_through.substituted
     )
     student = _student_run(nb, variant, _questions(course.spec, variant), session, pool)
-    return VariantRuns(variant.label, student, grading.runs[index].reference)
+    return VariantRuns(variant.label, student, grading.runs[index].reference, variant.hidden)
 
 
 def _variant_runs(
@@ -463,9 +474,8 @@ def _variant_runs(
         student = _unrun(variant, prepared.notebook, prepared.unreadable)
     else:
         student = _student_run(prepared.notebook, variant, questions, session, pool)
-    record = _reference_record(course, variant, questions.probes, session, pool)
-    reference = _collect(variant, record, questions.spec, questions.calls)
-    return VariantRuns(variant.label, student, reference)
+    reference = _reference_run(course, variant, questions.probes, questions.calls, session, pool)
+    return VariantRuns(variant.label, student, reference, variant.hidden)
 
 
 @dataclass(frozen=True)
@@ -540,9 +550,43 @@ def _unrun(variant: Variant, nb: NotebookNode, reason: str) -> RunData:
     return collect_run(dict(variant.parameters), cells, [(None, reason)], [], [])
 
 
-def _reference_record(
-    course: _Course, variant: Variant, probes: list[str], session: _Session, pool: KernelPool
-) -> dict[str, Any]:
+def _reference_run(
+    course: _Course,
+    variant: Variant,
+    probes: list[str],
+    calls: list[Any],
+    session: _Session,
+    pool: KernelPool,
+) -> RunData:
+    """The reference solution's run under `variant`, from the cache or run now.
+
+    Only a good run is cached: one in which every cell ran and every value and call came back.
+    A reference that fails is the course's fault, never the student's: ReferenceFailedError.
+    """
+    cache = _reference_cache(course, variant, probes, session)
+    with _REFERENCE_LOCKS.setdefault(cache.stem, threading.Lock()):  # one computes, others wait
+        record = _cached_record(cache)
+        if record is not None:
+            reference = _collect(variant, record, course.spec, calls)
+            if not _reference_failure(reference):  # one from before bad runs were refused
+                return reference
+        nb = with_parameters(course.solution, variant.parameters)
+        record = executed_record(run_notebook(nb, probes, session.limits, pool))
+        reference = _collect(variant, record, course.spec, calls)
+        problem = _reference_failure(reference)
+        if problem:
+            raise ReferenceFailedError(course.exercise.solution_path, variant.label, problem)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        partial.write_text(json.dumps(record), encoding="utf-8")
+        partial.replace(cache)
+    return reference
+
+
+def _reference_cache(
+    course: _Course, variant: Variant, probes: list[str], session: _Session
+) -> Path:
+    """The cache file of one reference run: named after everything the run depends on."""
     key = hashlib.sha256(
         json.dumps(
             [
@@ -555,15 +599,28 @@ def _reference_record(
             sort_keys=True,
         ).encode()
     ).hexdigest()
-    cache = session.config.path(session.config.cache_dir) / "references" / f"{key}.json"
-    with _REFERENCE_LOCKS.setdefault(key, threading.Lock()):  # one worker computes, others wait
-        if cache.is_file():
-            record: dict[str, Any] = json.loads(cache.read_text(encoding="utf-8"))
-            return record
-        nb = with_parameters(course.solution, variant.parameters)
-        record = executed_record(run_notebook(nb, probes, session.limits, pool))
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        partial.write_text(json.dumps(record), encoding="utf-8")
-        partial.replace(cache)
+    return session.config.path(session.config.cache_dir) / "references" / f"{key}.json"
+
+
+def _cached_record(cache: Path) -> dict[str, Any] | None:
+    """The cached record, or None when there is none or it cannot be read (it is run again)."""
+    try:
+        record = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or set(record) != {"cells", "payloads"}:
+        return None
     return record
+
+
+def _reference_failure(reference: RunData) -> str:
+    """What failed in a reference run, in one line; "" when nothing did."""
+    for gid, cell in reference.cells.items():
+        if cell.status != "ok":
+            evalue = cell.evalue.splitlines()[0][:MAX_PROBLEM_CHARS] if cell.evalue else ""
+            return describe_cell_failure(gid, cell.status, cell.ename, evalue)
+    for name, problem in {**reference.problems, **reference.call_problems}.items():
+        if problem in ("", "missing"):
+            return f"`{name}` is not defined after its last cell"
+        return f"`{name}` could not be read: {problem.splitlines()[0][:MAX_PROBLEM_CHARS]}"
+    return ""

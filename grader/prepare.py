@@ -55,6 +55,8 @@ class Variant:
     label: str
     parameters: dict[str, Any]
     input_seed: int
+    hidden: bool = False
+    """Whether this is the hidden variant (nothing of its run but verdicts reaches a student)."""
 
 
 def prepare_submission(path: Path, exercise: NotebookNode) -> PreparedNotebook:
@@ -222,7 +224,7 @@ def variants(
         hidden.update(spec.hidden_parameters(dict(own), rng))
     return [
         Variant("the notebook's own data", own, input_seed=int(rng.integers(2**31))),
-        Variant("the hidden variant", hidden, input_seed=int(rng.integers(2**31))),
+        Variant("the hidden variant", hidden, input_seed=int(rng.integers(2**31)), hidden=True),
     ]
 
 

@@ -41,8 +41,8 @@ def _notebook_text(result: NotebookResult) -> str:
     title = f"{clean_line(result.notebook)}  ({clean_line(result.path)})"
     if result.error:
         return f"{title}\n  ERROR: {_indented(result.error, MESSAGE_INDENT)}"
-    seeds = ", ".join(str(seed) for seed in result.seeds)
-    lines = [f"{title}  {result.seconds:.1f} s on {clean_line(result.device)}, seeds {seeds}"]
+    # No seeds: the hidden variant's would tell a student which data it draws.
+    lines = [f"{title}  {result.seconds:.1f} s on {clean_line(result.device)}"]
     width = max((len(clean_line(f"{c.grade_id}::{c.name}")) for c in result.checks), default=10)
     for grade_id, group in groupby(result.checks, key=lambda check: check.grade_id):
         checks = list(group)
@@ -80,7 +80,6 @@ def gradescope_results(results: list[NotebookResult], seconds: float) -> dict[st
                     "notebook": clean_line(result.notebook),
                     "path": clean_line(result.path),
                     "device": result.device,
-                    "seeds": list(result.seeds),
                     "isolation": clean_text(result.isolation),
                 }
                 for result in results

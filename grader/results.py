@@ -19,6 +19,9 @@ class CheckResult:
     score: float
     status: str
     message: str = ""
+    hidden_message: str = ""
+    """What went wrong in the hidden variant, for the instructor only: nothing that renders
+    results for a student shows it (the student's `message` names only a fixed category)."""
 
     @property
     def passed(self) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
@@ -23,6 +24,15 @@ NOTEBOOKS = [
     "04_autodiff_regression",
     "05_nonlinear_regression",
 ]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hidden_secret() -> Iterator[None]:
+    """A hidden-variant secret for the suite, so that no test makes one in the source tree (the
+    one the scenario tables' expected verdicts were written under)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GRADER_HIDDEN_SEED", "1729")
+        yield
 
 
 @pytest.fixture(scope="session")

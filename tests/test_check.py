@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from grader.check import VariantRuns, run_checks
-from grader.extract import RunData
+from grader.extract import CellStatus, RunData
 from grader.results import FAILED, PASSED
 
 CHECKS = """
@@ -89,3 +90,60 @@ def test_plugins_installed_beside_the_grader_are_not_loaded(
     assert "sabotage_plugin" not in sys.modules
     assert verdicts(tmp_path, 7) == EXPECTED
     assert "sabotage_plugin" not in sys.modules
+
+
+def hidden_run(answer: int, cell: CellStatus | None = None) -> RunData:
+    cells = {} if cell is None else {"answer": cell}
+    return dataclasses.replace(run(answer), parameters={"seed": 918273645}, cells=cells)
+
+
+# The hidden variant's run of a student whose public run is right: each row is how the checked
+# cell ended there, and the fixed sentence the student reads instead of what happened.
+HIDDEN_OUTCOMES = {
+    "wrong value": (hidden_run(31415), "its result is wrong there"),
+    "error carrying a value": (
+        hidden_run(0, CellStatus("error", "ValueError", "w_true is 31415")),
+        "its cell raised an error there",
+    ),
+    "error named after a value": (
+        hidden_run(0, CellStatus("error", "Leak31415", "")),
+        "its cell raised an error there",
+    ),
+    "timeout": (hidden_run(0, CellStatus("timeout", evalue="31415 s")), "did not finish in time"),
+    "memory": (hidden_run(0, CellStatus("memory")), "used more memory than allowed there"),
+    "crashed": (hidden_run(0, CellStatus("died")), "its cell crashed the kernel there"),
+    "not run": (hidden_run(0, CellStatus("skipped", evalue="31415")), "was not run there"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HIDDEN_OUTCOMES))
+def test_the_hidden_run_tells_the_student_only_a_fixed_category(tmp_path: Path, case: str) -> None:
+    hidden, category = HIDDEN_OUTCOMES[case]
+    checks = tmp_path / "checks_that_print_the_value.py"  # a module name of its own
+    checks.write_text(
+        CHECKS.replace('"the answer is not 42"', "f\"got {student.value('answer')}\"")
+    )
+    runs = [
+        VariantRuns("the notebook's own data", run(42), run(42)),
+        VariantRuns("the hidden variant", hidden, run(42), hidden=True),
+    ]
+    results = {check.name: check for check in run_checks("nb", checks, runs)}
+    failed = results["answer_is_forty_two"]
+    assert failed.status == FAILED and category in failed.message
+    assert failed.message.startswith("passes on the notebook's own data but not on the hidden")
+    assert "31415" not in failed.message and "918273645" not in failed.message
+    assert failed.hidden_message.startswith("the hidden variant: ")
+    assert "31415" in failed.hidden_message or case in ("memory", "crashed")
+
+
+def test_a_failure_on_the_notebooks_own_data_is_told_in_full(tmp_path: Path) -> None:
+    checks = tmp_path / "checks.py"
+    checks.write_text(CHECKS)
+    runs = [
+        VariantRuns("the notebook's own data", run(7), run(42)),
+        VariantRuns("the hidden variant", hidden_run(31415), run(42), hidden=True),
+    ]
+    results = {check.name: check for check in run_checks("nb", checks, runs)}
+    failed = results["answer_is_forty_two"]
+    assert failed.message == "the answer is not 42"
+    assert failed.hidden_message == "the hidden variant: the answer is not 42"

@@ -59,3 +59,19 @@ def test_text_table_shows_scores_messages_once_and_total() -> None:
     assert text.count("`w_gd` is wrong") == 1
     assert "note: edits ignored" in text
     assert "TOTAL 2/5 points in 1 notebook(s)" in text
+
+
+def test_seeds_and_the_hidden_runs_message_are_in_no_report() -> None:
+    secret_check = CheckResult(
+        "02_x", "gd_loop", "hidden", 1, 0, FAILED, "fails on the hidden variant",
+        hidden_message="the hidden variant: got 918273645",
+    )  # fmt: skip
+    result = NotebookResult("02_x", "p", (secret_check,), seeds=(123456789, 918273645))
+    rendered = [
+        render_text([result]),
+        json.dumps(gradescope_results([result], 1.0)),
+        junit_xml([result]),
+    ]
+    for text in rendered:
+        assert "918273645" not in text and "123456789" not in text
+        assert "fails on the hidden variant" in text
