@@ -302,7 +302,8 @@ def _feedback(args: argparse.Namespace, config: Config) -> int:
 
     with Gradebook(args.db) as gradebook:
         graded = gradebook.latest()
-    pages = write_feedback(graded, args.out)
+    templates = config.path(config.templates_dir) if config.templates_dir else None
+    pages = write_feedback(graded, args.out, templates)
     print(f"wrote {len(pages)} page(s) under {args.out}; class summary: {args.out / 'index.html'}")
     return EXIT_PASSED
 

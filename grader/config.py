@@ -49,6 +49,8 @@ class Config:
     """Processes and threads one kernel may run at once (where cgroups are available)."""
     output_limit_kb: int = 1024
     """Output kept per cell; the rest is dropped with a note."""
+    templates_dir: str = ""
+    """Jinja2 templates that replace the feedback pages' own of the same name ("": none)."""
     hidden_seed: int | None = None
     """Secret behind the hidden variant's seed and coefficients (env: GRADER_HIDDEN_SEED);
     unset: the one kept in `secret_file`, made at random the first time it is needed."""

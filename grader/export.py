@@ -145,7 +145,7 @@ def write_csv(graded: list[GradedNotebook], path: Path) -> None:
     """One row per student: each check's score, each notebook's total, the total."""
     columns = _check_columns(graded)
     notebooks = list(dict.fromkeys(notebook for notebook, _ in columns))
-    maximum = {nb: _notebook_maximum(graded, nb) for nb in notebooks}
+    maximum = {nb: notebook_maximum(graded, nb) for nb in notebooks}
     header = ["student"]
     for notebook in notebooks:
         header += [name for nb, name in columns if nb == notebook] + [f"{notebook} total"]
@@ -167,7 +167,8 @@ def _check_columns(graded: list[GradedNotebook]) -> list[tuple[str, str]]:
     return list(columns)
 
 
-def _notebook_maximum(graded: list[GradedNotebook], notebook: str) -> float:
+def notebook_maximum(graded: list[GradedNotebook], notebook: str) -> float:
+    """A notebook's maximum score: the one definition every export and page uses."""
     return max((g.result.max_score for g in graded if g.result.notebook == notebook), default=0.0)
 
 

@@ -1,11 +1,16 @@
 """Feedback pages: what each student looks at, and what the class as a whole missed.
 
 `write_feedback` renders the gradebook's latest runs (`Gradebook(...).latest()`) as
-self-contained HTML: a page per student and notebook, and a class summary, `index.html`. Plots
-are drawn here from the `Figure` data grading kept (matplotlib, Agg backend) and embedded as PNG
-data URIs, so that a page is one file that opens offline, prints and can be mailed. Everything a
-student controls (names, file names, code, messages, notices, figure text) is escaped, and a
-Content Security Policy forbids scripts and outside resources as a second line of defence.
+self-contained HTML from the Jinja2 templates in `grader/templates/`: a page per student and
+notebook, and the class page, `index.html`, which opens on the students x notebooks table (with
+copies sorted by each column, so that sorting needs no script) and has the per-check statistics
+below it. A course may replace any template with one of the same name in the folder that
+`templates_dir` names (`{% extends "grader/<name>" %}` reaches the packaged one). Plots are drawn
+here from the `Figure` data grading kept (matplotlib, Agg backend) and embedded as PNG data URIs,
+so that a page is one file that opens offline, prints and can be mailed. Autoescaping is always
+on, so everything a student controls (names, file names, code, messages, notices, figure text)
+is escaped, and the grader puts a Content Security Policy that forbids scripts and outside
+resources into every page's head, whatever the templates say, as a second line of defence.
 """
 
 from __future__ import annotations
@@ -13,17 +18,19 @@ from __future__ import annotations
 import base64
 import io
 import math
+import re
 import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from functools import partial
-from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from grader.export import by_student, student_slugs, write_atomically
+import jinja2
+
+from grader.errors import CourseError
+from grader.export import by_student, notebook_maximum, student_slugs, write_atomically
 from grader.gradebook import GradedNotebook
 from grader.results import CheckResult, Figure, NotebookResult, Series
 
@@ -31,31 +38,11 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 INDEX = "index.html"
-SCORE_COLUMNS = ("TO DO cell", "Check", "Result", "Points")
-RATE_COLUMNS = ("TO DO cell", "Check", "Passed", "Share")
+SORTED_PAGE = "sorted-by-{}.html"
+PACKAGED_TEMPLATES = Path(__file__).parent / "templates"
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'"
-STYLE = """
-body { font: 15px/1.45 system-ui, sans-serif; color: #1b1b1b; max-width: 72rem; margin: auto;
-  padding: 1rem 1.5rem; }
-h1 { font-size: 1.6rem; margin-bottom: .3rem; } h2 { margin-top: 2rem; }
-code, pre { font: 13px/1.4 ui-monospace, monospace; }
-pre { background: #f6f6f4; border: 1px solid #ddd; padding: .6rem; white-space: pre-wrap;
-  overflow-wrap: anywhere; }
-table { border-collapse: collapse; margin: .5rem 0; }
-th, td { border: 1px solid #ccc; padding: .25rem .6rem; text-align: left; vertical-align: top; }
-td.num { text-align: right; } .total { font-size: 1.3rem; font-weight: 600; }
-.pass { color: #17612b; font-weight: 600; } .fail { color: #a11b1b; font-weight: 600; }
-.error { border: 3px solid #a11b1b; background: #fdecec; padding: 0 1rem; }
-.meta { display: grid; grid-template-columns: max-content auto; gap: .1rem 1rem; margin: 0; }
-.meta dt { font-weight: 600; } .meta dd { margin: 0; }
-.columns { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 1.2rem; }
-.checks { list-style: none; padding: 0; } .checks li { margin-bottom: .5rem; }
-.message { margin: .2rem 0 0 1rem; white-space: pre-wrap; } .no-plot { font-style: italic; }
-figure { margin: .8rem 0; } img { max-width: 100%; height: auto; }
-@media (max-width: 50rem) { .columns { grid-template-columns: minmax(0, 1fr); } }
-@media print { body { max-width: none; padding: 0; font-size: 11pt; } .error { background: none; }
-  section, figure, tr { break-inside: avoid; } a { color: inherit; text-decoration: none; } }
-"""
+CSP_META = f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+_HEAD = re.compile(r"<head\b[^>]*>", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -71,42 +58,191 @@ class CheckRate:
     def share(self) -> float:
         return self.passed / self.students if self.students else 0.0
 
+    @property
+    def percent(self) -> int:
+        return round(100 * self.share)
 
-def write_feedback(graded: list[GradedNotebook], folder: Path) -> list[Path]:
-    """Write a page per student and notebook, and the class summary.
+
+@dataclass(frozen=True)
+class FigureView:
+    """A plot as a page shows it: a PNG data URI, or why there is none."""
+
+    title: str
+    uri: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class CellView:
+    """One TO DO cell on a student's page: the code, its checks and plots."""
+
+    grade_id: str
+    source: str | None
+    checks: tuple[CheckResult, ...]
+    figures: tuple[FigureView, ...]
+
+    @property
+    def score(self) -> float:
+        return sum(check.score for check in self.checks)
+
+    @property
+    def points(self) -> float:
+        return sum(check.points for check in self.checks)
+
+
+@dataclass(frozen=True)
+class ScoreCell:
+    """One student's notebook in the class table; `link` is None when nothing was handed in."""
+
+    score: float
+    link: str | None = None
+    error: bool = False
+
+
+@dataclass(frozen=True)
+class StudentRow:
+    student: str
+    cells: tuple[ScoreCell, ...]
+    total: float
+
+
+@dataclass(frozen=True)
+class NotebookColumn:
+    notebook: str
+    key: str
+    """What the column is sorted by in links: the notebook's page name without `.html`."""
+    mean: float
+    maximum: float
+
+
+@dataclass(frozen=True)
+class ClassTable:
+    """Students x notebooks, in one order, with the page sorted by each column."""
+
+    columns: tuple[NotebookColumn, ...]
+    rows: tuple[StudentRow, ...]
+    sorted_by: str
+    sort_links: dict[str, str]
+    """Sort key (`student`, `total` or a column's key) -> the page sorted by it."""
+    mean_total: float
+    max_total: float
+    home: str = INDEX
+
+    @property
+    def sorted_label(self) -> str:
+        """What the table is sorted by, in words."""
+        names = {column.key: column.notebook for column in self.columns}
+        return names.get(self.sorted_by, self.sorted_by)
+
+
+@dataclass(frozen=True)
+class NotebookSummary:
+    """One notebook's statistics on the class page."""
+
+    name: str
+    stats: tuple[tuple[str, str], ...]
+    histogram: str
+    rates: tuple[CheckRate, ...]
+    chart: str
+
+
+def write_feedback(
+    graded: list[GradedNotebook], folder: Path, templates: Path | None = None
+) -> list[Path]:
+    """Write a page per student and notebook, and the class page with its sorted copies.
 
     Parameters
     ----------
     graded
         The latest run of each student's latest submission per notebook (`Gradebook.latest()`).
     folder
-        Where to write: `folder/<student>/<notebook>.html` and `folder/index.html`.
+        Where to write: `folder/<student>/<notebook>.html`, `folder/index.html` and
+        `folder/sorted-by-<column>.html`.
+    templates
+        A course's folder of templates that replace the packaged ones of the same name.
 
     Returns
     -------
     list[Path]
-        The pages written, the summary last.
+        The pages written, the class page last.
     """
-    folders = student_folders(g.student for g in graded)
+    environment = template_environment(templates)
     pages = _page_names(g.result.notebook for g in graded)
+    sorted_pages = _sorted_page_names(pages)
+    folders = student_folders((g.student for g in graded), sorted_pages.values())
     written = []
     for item in graded:
         target = folder / folders[item.student] / pages[item.result.notebook]
-        write_atomically(target, _student_page(item))
+        write_atomically(target, _render(environment, "student.html.j2", **_student_view(item)))
         written.append(target)
-    index = folder / INDEX
-    write_atomically(index, _summary_page(graded, folders, pages))
-    return [*written, index]
+    summaries = [_notebook_summary(nb, items) for nb, items in _by_notebook(graded).items()]
+    for key, name in sorted_pages.items():
+        table = _class_table(graded, folders, pages, sorted_pages, key)
+        page = _render(environment, "class.html.j2", table=table, notebooks=summaries,
+                       statistics=name == INDEX)  # fmt: skip
+        write_atomically(folder / name, page)
+        if name != INDEX:
+            written.append(folder / name)
+    return [*written, folder / INDEX]
 
 
-def student_folders(students: Iterable[str]) -> dict[str, str]:
+def template_environment(templates: Path | None = None) -> jinja2.Environment:
+    """The feedback templates: a course's own first, then the packaged ones (also as `grader/`)."""
+    packaged = jinja2.FileSystemLoader(PACKAGED_TEMPLATES)
+    loaders: list[jinja2.BaseLoader] = [packaged, jinja2.PrefixLoader({"grader": packaged})]
+    if templates is not None:
+        if not templates.is_dir():
+            raise CourseError(f"templates_dir {templates}: no such folder of feedback templates")
+        loaders.insert(0, jinja2.FileSystemLoader(templates))
+    return jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        autoescape=True,  # every template, whatever its name: student text is never markup
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+
+
+def _render(environment: jinja2.Environment, name: str, **values: Any) -> str:
+    """A page from template `name`, the Content Security Policy first in its head."""
+    try:
+        page = environment.get_template(name).render(**values)
+    except jinja2.TemplateSyntaxError as error:
+        raise CourseError(
+            f"feedback template {error.filename or error.name}, line {error.lineno}: {error}"
+        ) from None
+    except jinja2.TemplateError as error:
+        raise CourseError(f"feedback template {name}: {error}") from None
+    head = _HEAD.search(page)
+    if head is None:
+        raise CourseError(
+            f"feedback template {name}: the page has no <head> for its security policy"
+        )
+    return page[: head.end()] + CSP_META + page[head.end() :]
+
+
+def student_folders(students: Iterable[str], pages: Iterable[str] = (INDEX,)) -> dict[str, str]:
     """The export's student slugs, but never the name of a page beside them."""
-    return student_slugs(students, reserved={INDEX})
+    return student_slugs(students, reserved={INDEX, *pages})
 
 
 def _page_names(notebooks: Iterable[str]) -> dict[str, str]:
     """A safe file name per notebook (one that matches no exercise is named by the student)."""
-    return {name: f"{slug}.html" for name, slug in student_slugs(notebooks).items()}
+    # Never a sort key of the class page's other columns: a page name is a notebook's key.
+    slugs = student_slugs(notebooks, reserved={"student", "total"})
+    return {name: f"{slug}.html" for name, slug in slugs.items()}
+
+
+def _sorted_page_names(pages: dict[str, str]) -> dict[str, str]:
+    """Sort key -> the class page sorted by it: by student (`index.html`), total, each notebook."""
+    keys = ["total", *(page.removesuffix(".html") for page in pages.values())]
+    return {"student": INDEX, **{key: SORTED_PAGE.format(key) for key in keys}}
+
+
+def _by_notebook(graded: Sequence[GradedNotebook]) -> dict[str, list[GradedNotebook]]:
+    groups: dict[str, list[GradedNotebook]] = {}
+    for item in sorted(graded, key=lambda g: g.result.notebook):
+        groups.setdefault(item.result.notebook, []).append(item)
+    return groups
 
 
 def pass_rates(items: Sequence[GradedNotebook]) -> list[CheckRate]:
@@ -125,75 +261,13 @@ def pass_rates(items: Sequence[GradedNotebook]) -> list[CheckRate]:
 
 
 # --- the student's page ---
-def _student_page(item: GradedNotebook) -> str:
-    """The HTML page of one student's graded notebook."""
+def _student_view(item: GradedNotebook) -> dict[str, Any]:
     result = item.result
-    body = [
-        _header(item),
-        _error_box(result.error),
-        _notices(result.notices),
-        _score_table(result),
-        *(_cell_section(result, grade_id) for grade_id in _grade_ids(result)),
-    ]
-    return _page(f"{result.notebook}: feedback for {item.student}", body)
-
-
-def _header(item: GradedNotebook) -> str:
-    result = item.result
-    maximum = f' / <span id="max-score">{_points(result.max_score)}</span>'
-    total = f'Score <span id="score">{_points(result.score)}</span>'
-    total += " (not graded)" if result.error else maximum
-    meta = [
-        ("Student", f'<span id="student">{escape(item.student)}</span>'),
-        ("Notebook", escape(result.notebook)),
-        ("Submission", f"<code>{escape(item.file)}</code>"),
-        ("SHA-256", f'<code title="{escape(item.sha256)}">{escape(item.sha256[:12])}</code>'),
-        ("Submitted", _time(item.submitted_at)),
-        ("Graded", f"{_time(item.graded_at)} by grader {escape(item.grader_version)}"),
-    ]
-    rows = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in meta)
-    return (
-        f"<header><h1>Feedback: {escape(result.notebook)}</h1>"
-        f'<dl class="meta">{rows}</dl><p class="total">{total}</p></header>'
-    )
-
-
-def _error_box(error: str) -> str:
-    if not error:
-        return ""
-    return (
-        '<div class="error" role="alert"><h2>This notebook could not be graded</h2>'
-        f'<p class="message">{escape(error)}</p></div>'
-    )
-
-
-def _notices(notices: tuple[str, ...]) -> str:
-    if not notices:
-        return ""
-    items = "".join(f"<li>{escape(notice)}</li>" for notice in notices)
-    return f'<h2>Notes about your submission</h2><ul class="notices">{items}</ul>'
-
-
-def _score_table(result: NotebookResult) -> str:
-    if result.error:
-        return ""
-    if not result.checks:
-        return "<h2>Scores</h2><p>No check was run on this notebook.</p>"
-    total = (
-        f'<tfoot><tr><th colspan="3">Total</th>'
-        f'<td class="num">{_out_of(result.score, result.max_score)}</td></tr></tfoot>'
-    )
-    rows = [_score_row(check) for check in result.checks]
-    return "<h2>Scores</h2>" + _table("scores", SCORE_COLUMNS, rows, total)
-
-
-def _score_row(check: CheckResult) -> str:
-    gid = escape(check.grade_id)
-    return (
-        f'<tr><td><a href="#cell-{gid}">{gid}</a></td><td>{escape(check.name)}</td>'
-        f"<td>{_verdict(check)}</td>"
-        f'<td class="num">{_out_of(check.score, check.points)}</td></tr>'
-    )
+    return {
+        "item": item,
+        "result": result,
+        "cells": [_cell_view(result, g) for g in _grade_ids(result)],
+    }
 
 
 def _grade_ids(result: NotebookResult) -> list[str]:
@@ -201,135 +275,111 @@ def _grade_ids(result: NotebookResult) -> list[str]:
     return list(dict.fromkeys(found + [f.grade_id for f in result.figures]))
 
 
-def _cell_section(result: NotebookResult, grade_id: str) -> str:
-    checks = [check for check in result.checks if check.grade_id == grade_id]
+def _cell_view(result: NotebookResult, grade_id: str) -> CellView:
     sources = [answer.source for answer in result.answers if answer.grade_id == grade_id]
-    code = (
-        f"<pre><code>{escape(sources[-1])}</code></pre>"
-        if sources
-        else "<p>No code of yours was found for this cell.</p>"
-    )
-    items = "".join(_check_item(check) for check in checks)
-    checks_html = f'<h3>Checks</h3><ul class="checks">{items}</ul>' if checks else ""
-    figures = "".join(_figure(f) for f in result.figures if f.grade_id == grade_id)
-    score = _out_of(sum(c.score for c in checks), sum(c.points for c in checks))
-    gid = escape(grade_id)
-    return (
-        f'<section class="cell" id="cell-{gid}"><h2>TO DO cell <code>{gid}</code>: {score}</h2>'
-        f'<div class="columns"><div><h3>Your code</h3>{code}</div>'
-        f"<div>{checks_html}{figures}</div></div></section>"
+    return CellView(
+        grade_id=grade_id,
+        source=sources[-1] if sources else None,
+        checks=tuple(check for check in result.checks if check.grade_id == grade_id),
+        figures=tuple(_figure_view(f) for f in result.figures if f.grade_id == grade_id),
     )
 
 
-def _check_item(check: CheckResult) -> str:
-    message = f'<p class="message">{escape(check.message)}</p>' if check.message else ""
-    return (
-        f"<li>{_verdict(check)} {escape(check.name)} "
-        f"({_out_of(check.score, check.points)}){message}</li>"
-    )
+def _figure_view(figure: Figure) -> FigureView:
+    if figure.missing:
+        return FigureView(figure.title, reason=figure.missing)
+    try:
+        return FigureView(figure.title, uri=_png_data_uri(partial(_draw_figure, figure)))
+    except ValueError as error:  # series that do not fit together (x and y of other lengths)
+        return FigureView(figure.title, reason=f"the values could not be drawn ({error})")
 
 
-def _verdict(check: CheckResult) -> str:
-    return '<span class="pass">PASS</span>' if check.passed else '<span class="fail">FAIL</span>'
-
-
-def _figure(figure: Figure) -> str:
-    reason = figure.missing
-    if not reason:
-        try:
-            uri = _png_data_uri(partial(_draw_figure, figure))
-            return f"<figure>{_image(uri, f'Plot: {figure.title}')}</figure>"
-        except ValueError as error:  # series that do not fit together (x and y of other lengths)
-            reason = f"the values could not be drawn ({error})"
-    return (
-        f"<figure><figcaption>{escape(figure.title)}</figcaption>"
-        f'<p class="no-plot">no plot: {escape(reason)}</p></figure>'
-    )
-
-
-# --- the class summary ---
-def _summary_page(
-    graded: list[GradedNotebook], folders: dict[str, str], pages: dict[str, str]
-) -> str:
-    """The class summary: per notebook, the scores and what the class missed; the students."""
-    students = by_student(graded)
-    notebooks = sorted({item.result.notebook for item in graded})
-    body = [
-        "<h1>Class summary</h1>",
-        f'<p>Students: <span id="students">{len(students)}</span>; '
-        f"notebooks: {len(notebooks)}.</p>",
-        *(
-            _notebook_summary(nb, [g for g in graded if g.result.notebook == nb])
-            for nb in notebooks
-        ),
-        _student_table(students, notebooks, folders, pages),
+# --- the class page ---
+def _class_table(
+    graded: list[GradedNotebook],
+    folders: dict[str, str],
+    pages: dict[str, str],
+    sorted_pages: dict[str, str],
+    sort_key: str,
+) -> ClassTable:
+    """The students x notebooks table, sorted by `sort_key` (scores: highest first)."""
+    notebooks = sorted(pages)
+    maximum = {nb: notebook_maximum(graded, nb) for nb in notebooks}
+    rows = [
+        _student_row(student, items, notebooks, folders[student], pages)
+        for student, items in by_student(graded).items()
     ]
-    return _page("Class summary", body)
+    columns = tuple(
+        NotebookColumn(nb, pages[nb].removesuffix(".html"), _mean(rows, i), maximum[nb])
+        for i, nb in enumerate(notebooks)
+    )
+    keys = [column.key for column in columns]
+    rows.sort(key=lambda row: _sort_value(row, sort_key, keys))
+    return ClassTable(
+        columns=columns,
+        rows=tuple(rows),
+        sorted_by=sort_key,
+        sort_links={key: quote(name) for key, name in sorted_pages.items()},
+        mean_total=round(statistics.mean(row.total for row in rows), 2) if rows else 0.0,
+        max_total=sum(maximum.values()),
+    )
 
 
-def _notebook_summary(notebook: str, items: list[GradedNotebook]) -> str:
+def _student_row(
+    student: str,
+    items: list[GradedNotebook],
+    notebooks: list[str],
+    folder: str,
+    pages: dict[str, str],
+) -> StudentRow:
+    results = {item.result.notebook: item.result for item in items}
+    cells = tuple(
+        ScoreCell(results[nb].score, quote(f"{folder}/{pages[nb]}"), bool(results[nb].error))
+        if nb in results
+        else ScoreCell(0.0)
+        for nb in notebooks
+    )
+    return StudentRow(student, cells, sum(result.score for result in results.values()))
+
+
+def _mean(rows: list[StudentRow], column: int) -> float:
+    """The mean score of the students who handed the notebook in."""
+    scores = [row.cells[column].score for row in rows if row.cells[column].link is not None]
+    return round(statistics.mean(scores), 2) if scores else 0.0
+
+
+def _sort_value(row: StudentRow, key: str, columns: list[str]) -> tuple[float, str]:
+    """Highest score first, what was not handed in last, then by name."""
+    if key == "student":
+        return (0.0, row.student)
+    if key == "total":
+        return (-row.total, row.student)
+    cell = row.cells[columns.index(key)]
+    return (math.inf if cell.link is None else -cell.score, row.student)
+
+
+def _notebook_summary(notebook: str, items: list[GradedNotebook]) -> NotebookSummary:
     totals = [item.result.score for item in items]
     maximum = max(item.result.max_score for item in items)
-    errors = sum(bool(item.result.error) for item in items)
-    stats = [
+    stats = (
         ("students", str(len(items))),
-        ("could not be graded", str(errors)),
+        ("could not be graded", str(sum(bool(item.result.error) for item in items))),
         ("mean", _points(round(statistics.mean(totals), 2))),
         ("median", _points(round(statistics.median(totals), 2))),
         ("highest", _points(max(totals))),
         ("out of", _points(maximum)),
-    ]
-    cells = "".join(f'<td class="num" data-stat="{name}">{value}</td>' for name, value in stats)
-    histogram = _png_data_uri(partial(_draw_histogram, totals, maximum))
-    return (
-        f'<section class="notebook" id="nb-{escape(notebook)}"><h2>{escape(notebook)}</h2>'
-        + _table("stats", [name for name, _ in stats], [f"<tr>{cells}</tr>"])
-        + f"<figure>{_image(histogram, f'Histogram of the scores in {notebook}')}</figure>"
-        f"{_rates_block(notebook, pass_rates(items))}</section>"
     )
-
-
-def _rates_block(notebook: str, rates: list[CheckRate]) -> str:
-    if not rates:
-        return "<p>No check was run on this notebook.</p>"
-    rows = [
-        f'<tr class="rate" data-check="{escape(r.grade_id)}::{escape(r.name)}">'
-        f"<td>{escape(r.grade_id)}</td><td>{escape(r.name)}</td>"
-        f'<td class="num passed">{r.passed}/{r.students}</td>'
-        f'<td class="num share">{round(100 * r.share)}%</td></tr>'
-        for r in rates
-    ]
-    chart = _png_data_uri(partial(_draw_pass_rates, rates), height=1.2 + 0.32 * len(rates))
-    return (
-        "<h3>Checks, the most missed first</h3>"
-        + _table("rates", RATE_COLUMNS, rows)
-        + f"<figure>{_image(chart, f'Share of students who passed each check of {notebook}')}"
-        "</figure>"
+    rates = pass_rates(items)
+    chart = (
+        _png_data_uri(partial(_draw_pass_rates, rates), 1.2 + 0.32 * len(rates)) if rates else ""
     )
-
-
-def _student_table(
-    students: dict[str, list[GradedNotebook]],
-    notebooks: list[str],
-    folders: dict[str, str],
-    pages: dict[str, str],
-) -> str:
-    rows = []
-    for student, items in students.items():
-        results = {item.result.notebook: item.result for item in items}
-        cells = "".join(
-            _student_cell(results.get(nb), f"{folders[student]}/{pages[nb]}") for nb in notebooks
-        )
-        rows.append(f'<tr><th scope="row">{escape(student)}</th>{cells}</tr>')
-    columns = ["Student", *(escape(notebook) for notebook in notebooks)]
-    return "<h2>Students</h2>" + _table("students", columns, rows)
-
-
-def _student_cell(result: NotebookResult | None, link: str) -> str:
-    if result is None:
-        return "<td>—</td>"
-    score = "not graded" if result.error else _out_of(result.score, result.max_score)
-    return f'<td><a href="{escape(quote(link))}">{score}</a></td>'
+    return NotebookSummary(
+        name=notebook,
+        stats=stats,
+        histogram=_png_data_uri(partial(_draw_histogram, totals, maximum)),
+        rates=tuple(rates),
+        chart=chart,
+    )
 
 
 # --- drawing ---
@@ -402,37 +452,5 @@ def _draw_pass_rates(rates: list[CheckRate], axes: Axes) -> None:
     axes.set(xlim=(0, 100), xlabel="% of students who passed", title="Checks passed")
 
 
-# --- page parts ---
-def _page(title: str, body: list[str]) -> str:
-    content = "\n".join(part for part in body if part)
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{CSP}">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{escape(title)}</title><style>{STYLE}</style></head>
-<body>
-{content}
-</body></html>
-"""
-
-
-def _table(css_class: str, columns: Sequence[str], rows: Sequence[str], foot: str = "") -> str:
-    head = "".join(f"<th>{column}</th>" for column in columns)
-    body = f"<tbody>{''.join(rows)}</tbody>"
-    return f'<table class="{css_class}"><thead><tr>{head}</tr></thead>{body}{foot}</table>'
-
-
-def _image(uri: str, alt: str) -> str:
-    return f'<img src="{uri}" alt="{escape(alt)}">'
-
-
-def _time(moment: datetime) -> str:
-    return f"{moment:%Y-%m-%d %H:%M} UTC"
-
-
 def _points(value: float) -> str:
     return f"{value:g}"
-
-
-def _out_of(score: float, points: float) -> str:
-    return f"{_points(score)} / {_points(points)}"

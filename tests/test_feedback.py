@@ -8,13 +8,15 @@ import re
 import struct
 from dataclasses import dataclass
 from datetime import datetime
-from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from markupsafe import escape
 
-from grader.feedback import pass_rates, student_folders, write_feedback
+from grader.cli import main
+from grader.errors import CourseError
+from grader.feedback import CSP, pass_rates, student_folders, write_feedback
 from grader.gradebook import Gradebook, GradedNotebook
 from grader.results import (
     FAILED,
@@ -137,7 +139,10 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> Written:
 
 def test_a_page_per_student_and_notebook_and_a_summary(written: Written) -> None:
     out, pages = written.out, written.pages
-    assert len(pages) == len(written.graded) + 1 == 7 and pages[-1] == out / "index.html"
+    # the student pages, the class page sorted by total and by each of 3 notebooks, the index
+    assert len(pages) == len(written.graded) + 4 + 1 == 11 and pages[-1] == out / "index.html"
+    sorted_copies = {page.name for page in pages[len(written.graded) : -1]}
+    assert sorted_copies == {f"sorted-by-{key}.html" for key in ("total", "02_x", "03_y", "04_z")}
     assert all(page.is_file() and out in page.parents for page in pages)
     assert (out / "alice" / "02_x.html").is_file() and (out / "alice" / "03_y.html").is_file()
     index_student = student_folders(item.student for item in written.graded)["index.html"]
@@ -228,3 +233,108 @@ def test_every_figure_is_closed(written: Written) -> None:
     from matplotlib import pyplot
 
     assert written.pages and pyplot.get_fignums() == []
+
+
+def class_rows(page: str) -> list[tuple[str, list[str], str]]:
+    """(student, the notebook cells' text, the total) of each row of the class table."""
+    body = page[page.index('<table class="students">') :]
+    body = body[body.index("<tbody>") : body.index("</tbody>")]
+    rows = re.findall(r'<tr class="student"><th scope="row">(.*?)</th>(.*?)</tr>', body, re.S)
+    parsed = []
+    for student, cells in rows:
+        texts = [re.sub(r"<[^>]+>", "", cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", cells)]
+        parsed.append((student, texts[:-1], texts[-1]))
+    return parsed
+
+
+def test_the_class_page_opens_on_students_by_notebooks_with_totals(written: Written) -> None:
+    page = (written.out / "index.html").read_text(encoding="utf-8")
+    assert page.index('<table class="students">') < page.index('id="statistics"')
+    assert page.index('id="statistics"') < page.index('class="rate"')
+    rows = {student: (cells, total) for student, cells, total in class_rows(page)}
+    assert rows["alice"] == (["5", "3", "—"], "8 / 8")
+    assert rows["bob"] == (["2", "—", "—"], "2 / 8")  # the resubmission counts
+    assert rows[escape(FORMULA)] == (["—", "not graded", "—"], "0 / 8")
+    assert 'title="not handed in"' in page
+    assert '<tr class="mean"><th scope="row">class mean</th>' in page and "2.8 / 8" in page
+
+
+def test_sorted_copies_order_the_table_by_each_column(written: Written) -> None:
+    def order(name: str) -> list[str]:
+        return [row[0] for row in class_rows((written.out / name).read_text(encoding="utf-8"))]
+
+    names = sorted(escape(g.student) for g in written.graded)
+    assert order("index.html") == sorted(set(names))
+    assert order("sorted-by-total.html")[:3] == ["alice", escape(HOSTILE), "bob"]
+    # highest first; the students who did not hand 02_x in come last, by name
+    assert order("sorted-by-02_x.html") == [
+        "alice",
+        escape(HOSTILE),
+        "bob",
+        escape(FORMULA),
+        "index.html",
+    ]
+    page = (written.out / "sorted-by-02_x.html").read_text(encoding="utf-8")
+    assert 'aria-sort="descending"><a href="sorted-by-02_x.html">02_x</a>' in page
+    assert 'id="statistics"' not in page and 'href="index.html#statistics"' in page
+    assert "<img" not in page
+
+
+COURSE_CLASS_PAGE = """{% extends "grader/class.html.j2" %}
+{% block heading %}<h1 id="course-title">Autodiff, autumn term</h1>{% endblock %}
+"""
+RAW_STUDENT_PAGE = (
+    "<html><head><title>t</title></head><body><p id='who'>{{ item.student }}</p></body></html>"
+)
+
+
+def test_a_course_template_replaces_the_packaged_one_and_keeps_escaping_and_policy(
+    written: Written, tmp_path: Path
+) -> None:
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "class.html.j2").write_text(COURSE_CLASS_PAGE, encoding="utf-8")
+    (templates / "student.html.j2").write_text(RAW_STUDENT_PAGE, encoding="utf-8")
+    pages = write_feedback(written.graded, tmp_path / "out", templates)
+    index = pages[-1].read_text(encoding="utf-8")
+    assert "Autodiff, autumn term" in index and "Class summary</h1>" not in index
+    assert '<table class="students">' in index  # the rest of the packaged page is still there
+    hostile = next(p for p, g in zip(pages, written.graded, strict=False) if g.student == HOSTILE)
+    text = hostile.read_text(encoding="utf-8")
+    assert f"<p id='who'>{escape(HOSTILE)}</p>" in text and "<script>" not in text
+    for page in pages:
+        head = page.read_text(encoding="utf-8").split("<head>", 1)[1]
+        assert head.startswith(f'<meta http-equiv="Content-Security-Policy" content="{CSP}">')
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{% block heading %}", "class.html.j2, line 1"),
+        ("<body>{{ table.rows }}</body>", "has no <head>"),
+        ("<head></head>{{ nothing_such }}", "'nothing_such' is undefined"),
+    ],
+)
+def test_a_broken_course_template_is_a_course_error(
+    written: Written, tmp_path: Path, template: str, message: str
+) -> None:
+    (tmp_path / "class.html.j2").write_text(template, encoding="utf-8")
+    with pytest.raises(CourseError, match=re.escape(message)):
+        write_feedback(written.graded, tmp_path / "out", tmp_path)
+    with pytest.raises(CourseError, match="no such folder"):
+        write_feedback(written.graded, tmp_path / "out", tmp_path / "missing")
+
+
+def test_feedback_uses_the_courses_templates_dir(
+    written: Written, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    course = tmp_path / "course"
+    (course / "page-templates").mkdir(parents=True)
+    (course / "pyproject.toml").write_text('[tool.grader]\ntemplates_dir = "page-templates"\n')
+    (course / "page-templates" / "class.html.j2").write_text(COURSE_CLASS_PAGE, encoding="utf-8")
+    db, out = str(written.out.parent / "g.db"), tmp_path / "out"
+    assert main(["--course", str(course), "feedback", "--db", db, "--out", str(out)]) == 0
+    assert "Autodiff, autumn term" in (out / "index.html").read_text(encoding="utf-8")
+    (course / "page-templates" / "class.html.j2").write_text("{% if %}", encoding="utf-8")
+    assert main(["--course", str(course), "feedback", "--db", db, "--out", str(out)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1

@@ -15,7 +15,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 
 from grader.feedback import write_feedback
 from grader.gradebook import GradedNotebook
-from tests.test_feedback import build_gradebook
+from tests.test_feedback import COURSE_CLASS_PAGE, build_gradebook
 
 pytestmark = pytest.mark.browser
 
@@ -98,9 +98,9 @@ def test_the_summary_shows_each_checks_pass_rate_and_links_every_page(
         for row in browser.find_elements(By.CSS_SELECTOR, "tr.rate")
     }
     assert shown == expected_shares(site.graded)
-    links = browser.find_elements(By.CSS_SELECTOR, "table.students a")
+    links = browser.find_elements(By.CSS_SELECTOR, "table.students tbody a")
     targets = {Path(browser.execute_script("return arguments[0].href", a)[7:]) for a in links}
-    assert targets == set(site.pages[:-1])
+    assert targets == set(site.pages[: len(site.graded)])
 
 
 def expected_shares(graded: list[GradedNotebook]) -> dict[str, str]:
@@ -117,3 +117,66 @@ def expected_shares(graded: list[GradedNotebook]) -> dict[str, str]:
             )
             shares[f"{check.grade_id}::{check.name}"] = f"{round(100 * passed / len(students))}%"
     return shares
+
+
+def test_the_class_table_is_on_the_first_screen_at_laptop_size(
+    browser: WebDriver, site: Site
+) -> None:
+    metrics = {"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False}
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+    try:
+        for page in site.pages[len(site.graded) :]:  # the class page and its sorted copies
+            open_page(browser, page)
+            box = browser.execute_script(
+                "const r = document.querySelector('table.students').getBoundingClientRect();"
+                "return [r.top, r.bottom, document.documentElement.scrollWidth, innerWidth];"
+            )
+            top, bottom, width, viewport = box
+            assert 0 <= top and bottom <= 800 and width <= viewport == 1280, (page, box)
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def test_the_class_table_shows_the_gradebooks_scores_and_totals(
+    browser: WebDriver, site: Site
+) -> None:
+    open_page(browser, site.pages[-1])
+    notebooks = sorted({g.result.notebook for g in site.graded})
+    for row in browser.find_elements(By.CSS_SELECTOR, "table.students tbody tr"):
+        student = row.find_element(By.TAG_NAME, "th").text
+        cells = [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
+        mine = {g.result.notebook: g.result for g in site.graded if g.student == student}
+        expected = [
+            "—" if nb not in mine else "not graded" if mine[nb].error else f"{mine[nb].score:g}"
+            for nb in notebooks
+        ]
+        maximum = sum(
+            max(g.result.max_score for g in site.graded if g.result.notebook == nb)
+            for nb in notebooks
+        )
+        total = sum(result.score for result in mine.values())
+        assert cells == [*expected, f"{total:g} / {maximum:g}"], student
+
+
+def test_a_sort_link_opens_the_table_sorted_by_that_column(browser: WebDriver, site: Site) -> None:
+    open_page(browser, site.pages[-1])
+    browser.find_element(By.LINK_TEXT, "Total").click()
+    assert browser.current_url.endswith("/sorted-by-total.html")
+    totals = [
+        float(cell.text.split(" / ")[0])
+        for cell in browser.find_elements(By.CSS_SELECTOR, "table.students tbody td.grand")
+    ]
+    assert totals == sorted(totals, reverse=True) and len(totals) == 5
+    assert browser.execute_script("return document.scripts.length") == 0
+
+
+def test_a_course_template_changes_the_page_in_the_browser(
+    browser: WebDriver, site: Site, tmp_path: Path
+) -> None:
+    (tmp_path / "class.html.j2").write_text(COURSE_CLASS_PAGE, encoding="utf-8")
+    pages = write_feedback(site.graded, tmp_path / "out", tmp_path)
+    open_page(browser, pages[-1])
+    assert browser.find_element(By.ID, "course-title").text == "Autodiff, autumn term"
+    assert browser.find_elements(By.CSS_SELECTOR, "table.students tbody tr")
+    severe = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert severe == []
