@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from grader.config import COURSE_ENV, HIDDEN_SEED_ENV, Config, hidden_secret, load_config
-from grader.errors import GraderError
+from grader.errors import CourseNotFoundError, GraderError
 from grader.results import NotebookResult
 from grader.untrusted import clean_line, clean_message
 
@@ -302,10 +302,20 @@ def _feedback(args: argparse.Namespace, config: Config) -> int:
 
     with Gradebook(args.db) as gradebook:
         graded = gradebook.latest()
-    templates = config.path(config.templates_dir) if config.templates_dir else None
-    pages = write_feedback(graded, args.out, templates)
+    pages = write_feedback(graded, args.out, _course_templates(args))
     print(f"wrote {len(pages)} page(s) under {args.out}; class summary: {args.out / 'index.html'}")
     return EXIT_PASSED
+
+
+def _course_templates(args: argparse.Namespace) -> Path | None:
+    """The feedback templates of the course named or found here, if any: pages need no course."""
+    try:
+        config = load_config(args.course)
+    except CourseNotFoundError:
+        if args.course is not None or os.environ.get(COURSE_ENV):
+            raise  # a course was named: a wrong name is an error, not the packaged pages
+        return None
+    return config.path(config.templates_dir) if config.templates_dir else None
 
 
 def _progress_line() -> Callable[[NotebookResult], None] | None:
