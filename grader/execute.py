@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
@@ -65,32 +66,79 @@ class ExecutedNotebook:
 
 
 class _FatalCell(Exception):
-    """Cell `index` ended the kernel's usefulness (`timeout`, `died` or `memory`)."""
+    """Cell `index` ended the kernel's usefulness (`timeout`, `died`, `memory`, or an `error`
+    the kernel's messages caused)."""
 
-    def __init__(self, index: int, status: str, detail: str = "") -> None:
+    def __init__(self, index: int, status: str, detail: str = "", ename: str = "") -> None:
         self.index = index
         self.status = status
         self.detail = detail
+        self.ename = ename
+
+
+REFUSED = "KernelMessageRefused"  # the `ename` of a cell whose kernel sent what the grader refuses
+
+
+class _RefusedMessages(Exception):
+    """The kernel sent, during a cell, a message that `grader.kernel_messages` refuses."""
 
 
 class _BoundedClient(NotebookClient):
-    """An nbclient that keeps at most `output_limit` bytes of output per cell."""
+    """An nbclient that keeps at most `output_limit` bytes of output per cell, and ends a cell
+    whose kernel sent a message that the client's channels refuse.
+
+    Every message reaches it through `grader.kernel_messages`, which drops display ids and
+    refuses comms, so nothing but the cell's outputs grows with what the kernel sends.
+    """
 
     output_limit = 1024 * 1024
+    _kept = 0  # bytes of content in the running cell's outputs
+
+    async def async_execute_cell(
+        self,
+        cell: NotebookNode,
+        cell_index: int,
+        execution_count: int | None = None,
+        store_history: bool = True,
+    ) -> NotebookNode:
+        guard = self.kc.guard  # type: ignore[union-attr]  # a `_ReadyClient`, made by the pool
+        guard.start_cell()
+        self._kept = 0
+        try:
+            done: NotebookNode = await super().async_execute_cell(
+                cell, cell_index, execution_count, store_history
+            )
+        except DeadKernelError:
+            if guard.refusal:
+                raise _RefusedMessages(guard.refusal) from None
+            raise
+        if guard.refusal:
+            raise _RefusedMessages(guard.refusal)
+        return done
+
+    execute_cell = run_sync(async_execute_cell)
 
     def output(
         self, outs: list[NotebookNode], msg: dict[str, Any], display_id: str | None, index: int
     ) -> NotebookNode | None:
-        used = sum(len(str(out)) for out in outs)
-        if used > self.output_limit:
+        if self.clear_before_next_output:  # nbclient clears `outs` before it adds this one
+            self._kept = 0
+        if self._kept > self.output_limit:
             return None
-        size = len(str(msg.get("content", "")))
-        if used + size > self.output_limit:
+        size = int(msg.get("content_bytes", 0))
+        if self._kept + size > self.output_limit:
             note = f"\n[output truncated by the grader: more than {self.output_limit // 1024} KB]\n"
             outs.append(new_output("stream", name="stderr", text=note))
+            self._kept = self.output_limit + 1
             return None
+        self._kept += size
         result: NotebookNode | None = super().output(outs, msg, display_id, index)
         return result
+
+    def clear_output(self, outs: list[NotebookNode], msg: dict[str, Any], index: int) -> None:
+        super().clear_output(outs, msg, index)
+        if not outs:
+            self._kept = 0
 
 
 def run_notebook(
@@ -102,7 +150,7 @@ def run_notebook(
     """
     started = time.monotonic()
     deadline = started + limits.notebook_timeout
-    skipped: dict[int, tuple[str, str]] = {}
+    skipped: dict[int, _FatalCell] = {}
     work = copy.deepcopy(nb)
     notebook_cells = len(work.cells)
     work.cells.extend(new_code_cell(source) for source in probes)
@@ -116,7 +164,7 @@ def run_notebook(
                 )
                 break
             except _FatalCell as fatal:
-                skipped[fatal.index] = (fatal.status, fatal.detail)
+                skipped[fatal.index] = fatal
             finally:
                 kernels.discard(kernel)
     seconds = time.monotonic() - started
@@ -129,7 +177,7 @@ def _attempt(
     kernel: WarmKernel,
     limits: Limits,
     deadline: float,
-    skipped: dict[int, tuple[str, str]],
+    skipped: dict[int, _FatalCell],
 ) -> tuple[list[CellOutcome], list[ProbeOutcome]]:
     client = _client(nb, kernel, limits)
     outcomes: list[CellOutcome] = []
@@ -158,6 +206,8 @@ def _client(nb: NotebookNode, kernel: WarmKernel, limits: Limits) -> _BoundedCli
         shutdown_kernel="immediate",
         startup_timeout=60,
         resources={"metadata": {"path": str(kernel.jail.directory)}},
+        record_timing=False,  # it reads the headers' dates, which the grader does not decode
+        store_widget_state=False,
     )
     client.output_limit = limits.output_kb * 1024
     return client
@@ -170,12 +220,12 @@ def _cell_outcome(
     index: int,
     limits: Limits,
     deadline: float,
-    skipped: dict[int, tuple[str, str]],
+    skipped: dict[int, _FatalCell],
 ) -> CellOutcome:
     gid = grade_id(cell) or f"#{index}"
     if index in skipped:
-        status, detail = skipped[index]
-        return CellOutcome(gid, status, evalue=detail)
+        fatal = skipped[index]
+        return CellOutcome(gid, fatal.status, fatal.ename, fatal.detail)
     if time.monotonic() >= deadline:
         return CellOutcome(gid, "skipped", evalue="the notebook ran out of time")
     client.timeout = max(1, int(min(limits.cell_timeout, deadline - time.monotonic()) + 0.999))
@@ -185,6 +235,8 @@ def _cell_outcome(
         raise _FatalCell(index, "timeout", f"{client.timeout} s") from None
     except DeadKernelError:
         raise _FatalCell(index, "memory" if jail.ran_out_of_memory() else "died") from None
+    except _RefusedMessages as refused:  # the kernel goes on sending: a fresh one runs on
+        raise _FatalCell(index, "error", str(refused), REFUSED) from None
     for output in cell.get("outputs", []):
         if output.get("output_type") == "error":
             return CellOutcome(gid, "error", str(output.get("ename")), str(output.get("evalue")))
@@ -200,6 +252,8 @@ def _run_probe(client: NotebookClient, index: int, timeout: float) -> ProbeOutco
         return ProbeOutcome(None, f"did not finish within {timeout:g} s")
     except DeadKernelError:
         return ProbeOutcome(None, "the kernel died")
+    except _RefusedMessages as refused:
+        return ProbeOutcome(None, str(refused))
     errors = [output for output in cell.outputs if output.get("output_type") == "error"]
     if errors:
         return ProbeOutcome(None, f"{errors[0].get('ename')}: {errors[0].get('evalue')}")

@@ -29,7 +29,9 @@ from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 from jupyter_core.utils import ensure_event_loop, run_sync
+from traitlets import Type
 
+from grader.kernel_messages import SOCKET_OPTIONS, GuardedChannel, GuardedShellChannel, MessageGuard
 from grader.sandbox import KERNEL_LAUNCHER, KernelJail, ResourceLimits, detect_isolation, rlimits
 from grader.zygote import WARM_MODULES, Job, Zygote
 
@@ -39,6 +41,12 @@ WARM_UP = [
     "--IPKernelApp.exec_lines=del _grader_module",
 ]
 NO_HISTORY = "--HistoryManager.enabled=False"
+# As the inline backend does after each cell, without a name in the namespace or a PNG drawn:
+# a figure left open (a locked cell's 3-D axes) must not receive the next cell's `plt.plot`.
+CLOSE_FIGURES = (
+    "--IPKernelApp.exec_lines=get_ipython().events.register('post_execute', "
+    "lambda: __import__('matplotlib.pyplot').pyplot.close('all'))"
+)
 IOPUB_WAIT = 0.05  # seconds for a first iopub message before `kernel_info` is asked again
 
 
@@ -126,14 +134,14 @@ class KernelPool:
     def _launch(self, ahead: bool) -> WarmKernel:
         isolation = detect_isolation()
         jail = KernelJail(self.resources, isolation)
-        manager = AsyncKernelManager(
+        manager = _UnreadSocketsLeftOut(
             kernel_name="grader",
             kernel_spec_manager=_FixedKernelSpecs(jail.kernel_argv()),
             transport="ipc",
             connection_file=str(jail.connection_file),
             client_factory=_ReadyClient,
         )
-        warm_up = [NO_HISTORY]
+        warm_up = [NO_HISTORY, CLOSE_FIGURES]
         if isolation.forked:
             manager.provisioner = _ForkedKernel(
                 self._start_zygote(),
@@ -245,14 +253,34 @@ class _ForkedKernel(LocalProvisioner):
         await self.send_signal(signal.SIGTERM)
 
 
+class _UnreadSocketsLeftOut(AsyncKernelManager):
+    """A manager without the control socket it would connect at the kernel's start.
+
+    The grader never sends on control (it kills and signals), and a socket nobody reads is one
+    that a kernel could fill with messages in the grader's memory.
+    """
+
+    def _connect_control_socket(self) -> None:
+        pass
+
+
 class _ReadyClient(AsyncKernelClient):
     """A client that is ready once the kernel has answered `kernel_info` on shell and iopub has
     brought a message.
 
     jupyter_client's own client also waits for 0.2 s of silence on iopub, on every run. It has
     no heartbeat channel (a thread and a socket per run): whether the kernel lives is asked of
-    its manager, which follows the process.
+    its manager, which follows the process. It has only the shell and iopub channels, which
+    nbclient reads, both through `grader.kernel_messages`: stdin and control would be sockets
+    nobody reads.
     """
+
+    shell_channel_class = Type(GuardedShellChannel)
+    iopub_channel_class = Type(GuardedChannel)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.guard = MessageGuard()
 
     def start_channels(
         self,
@@ -262,7 +290,18 @@ class _ReadyClient(AsyncKernelClient):
         hb: bool = False,
         control: bool = True,
     ) -> None:
-        super().start_channels(shell, iopub, stdin, False, control)
+        for option, value in SOCKET_OPTIONS.items():  # the context sets them on every socket
+            self.context.setsockopt(option, value)
+        super().start_channels(shell, iopub, False, False, False)
+        self.shell_channel.guard = self.iopub_channel.guard = self.guard
+
+    async def _async_is_alive(self) -> bool:
+        """False once the kernel sent what the grader refuses: nbclient then ends the cell
+        within a second, as for a dead kernel, and the run goes on in a fresh one."""
+        alive: bool = not self.guard.refusal and await super()._async_is_alive()
+        return alive
+
+    is_alive = _async_is_alive
 
     async def wait_for_ready(self, timeout: float | None = None) -> None:
         deadline = time.monotonic() + (60.0 if timeout is None else timeout)
