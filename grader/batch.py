@@ -22,11 +22,25 @@ from grader.zygote import Zygote
 
 
 class Progress(Protocol):
-    """What `grade_class` tells about its progress (the CLI draws a bar)."""
+    """What `grade_class` tells about its progress (the CLI draws a bar or writes lines)."""
+
+    def stage(self, text: str) -> None:
+        """What is being done before the first notebook is graded."""
 
     def start(self, total: int) -> None: ...
 
     def advance(self, submission: Submission, result: NotebookResult) -> None: ...
+
+
+class _Silent:
+    def stage(self, text: str) -> None:
+        pass
+
+    def start(self, total: int) -> None:
+        pass
+
+    def advance(self, submission: Submission, result: NotebookResult) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -56,6 +70,8 @@ def grade_class(
     """Grade every submission in folder or zip `source` that needs it; record each result.
 
     `zygote`: see `grader.grading.grade_jobs`."""
+    progress = progress or _Silent()
+    progress.stage("collecting the submissions")
     # read once: the fingerprints and the runs must see the same secret
     secret = hidden_secret(config)
     config = dataclasses.replace(config, hidden_seed=secret)
@@ -68,8 +84,7 @@ def grade_class(
             for s, version in fingerprinted
             if regrade or not gradebook.is_graded(s, GRADER_VERSION, version)
         ]
-        if progress is not None:
-            progress.start(len(todo))
+        progress.start(len(todo))
         recorded = 0
         problems: list[str] = []
 
@@ -80,13 +95,16 @@ def grade_class(
             recorded += 1
             if result.error:
                 problems.append(f"{submission.student}: {result.error}")
-            if progress is not None:
-                progress.advance(submission, result)
+            progress.advance(submission, result)
 
         jobs = [Job(s.path, s.exercise, s.problem) for s, _ in todo]
         interrupted = False
         try:
             if jobs:
+                progress.stage(
+                    "warming up: starting kernels; each exercise's reference solution runs "
+                    "before its first notebook is graded (cached after)"
+                )
                 grade_jobs(jobs, config, workers, record, zygote)
         except KeyboardInterrupt:
             interrupted = True

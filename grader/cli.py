@@ -12,11 +12,12 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from grader.config import COURSE_ENV, HIDDEN_SEED_ENV, Config, hidden_secret, load_config
 from grader.errors import CourseNotFoundError, GraderError
@@ -233,14 +234,17 @@ def _grade(args: argparse.Namespace, config: Config) -> int:
 
     workers = _workers(args)
     config = _secured(config)
-    with start_zygote() as zygote:  # first: its imports overlap opening the gradebook
-        from grader.batch import grade_class
-        from grader.gradebook import Gradebook
+    with _progress_display(sys.stderr) as progress:  # first: it shows the warm-up too
+        progress.stage("warming up: the kernel zygote is importing torch")
+        with start_zygote() as zygote:  # first: its imports overlap opening the gradebook
+            from grader.batch import grade_class
+            from grader.gradebook import Gradebook
 
-        with Gradebook(args.db) as gradebook, _ProgressBar() as progress:
-            summary = grade_class(
-                args.submissions, config, gradebook, workers, args.regrade, progress, zygote
-            )
+            progress.stage("warming up: opening the gradebook")
+            with Gradebook(args.db) as gradebook:
+                summary = grade_class(
+                    args.submissions, config, gradebook, workers, args.regrade, progress, zygote
+                )
     for problem in summary.problems:
         print(f"not graded: {_one_line(problem)}", file=sys.stderr)
     print(
@@ -254,26 +258,91 @@ def _grade(args: argparse.Namespace, config: Config) -> int:
     return EXIT_LOST_POINTS if summary.problems else EXIT_PASSED
 
 
+def _progress_display(stream: TextIO) -> _ProgressBar | _ProgressLines:
+    """A live bar on a terminal; elsewhere (a pipe, a log, CI) plain lines."""
+    return _ProgressBar(stream) if stream.isatty() else _ProgressLines(stream)
+
+
+def _graded_line(submission: Submission, result: NotebookResult) -> str:
+    score = "not graded" if result.error else f"{result.score:g}/{result.max_score:g}"
+    return f"{clean_line(submission.student)}/{clean_line(result.notebook)}: {score}"
+
+
 class _ProgressBar:
-    """A tqdm bar on stderr (done/total, rate, time left), silent when stderr is no terminal."""
+    """A tqdm bar on a terminal: what is warming up, then done/total, rate and time left.
 
-    def __enter__(self) -> _ProgressBar:
-        self.bar: Any = None
-        return self
+    Until the first notebook is graded the bar is redrawn twice a second, so that its clock
+    runs while kernels start and references run, instead of sitting at 0 without a word.
+    """
 
-    def start(self, total: int) -> None:
+    def __init__(self, stream: TextIO) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, unit="notebook", disable=None, file=sys.stderr)
+        self.bar: Any = tqdm(total=None, unit="notebook", file=stream, desc="warming up")
+        self._warm = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="grader-progress", daemon=True)
+
+    def __enter__(self) -> _ProgressBar:
+        self._ticker.start()
+        return self
+
+    def _tick(self) -> None:
+        while not self._warm.wait(0.5):
+            self.bar.refresh()
+
+    def stage(self, text: str) -> None:
+        self.bar.set_description_str(text)
+
+    def start(self, total: int) -> None:
+        self.bar.reset(total=total)
 
     def advance(self, submission: Submission, result: NotebookResult) -> None:
-        score = "not graded" if result.error else f"{result.score:g}/{result.max_score:g}"
-        self.bar.set_postfix_str(f"{submission.student}/{result.notebook} {score}")
+        if not self._warm.is_set():
+            self._warm.set()
+            self.bar.set_description_str("grading")
+        self.bar.set_postfix_str(_graded_line(submission, result))
         self.bar.update(1)
 
     def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        self._warm.set()
+        self._ticker.join()
+        self.bar.close()
+
+
+class _ProgressLines:
+    """Without a terminal: one plain line per stage and per graded notebook, flushed at once."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.total = 0
+        self.done = 0
+        self.started = time.monotonic()
+
+    def __enter__(self) -> _ProgressLines:
+        return self
+
+    def _say(self, text: str) -> None:
+        try:
+            print(f"grader: {text}", file=self.stream, flush=True)
+        except (OSError, ValueError):  # a closed pipe: progress is not worth stopping for
+            pass
+
+    def stage(self, text: str) -> None:
+        self._say(text)
+
+    def start(self, total: int) -> None:
+        self.total = total
+        self._say(f"{total} notebook(s) to grade")
+
+    def advance(self, submission: Submission, result: NotebookResult) -> None:
+        self.done += 1
+        elapsed = time.monotonic() - self.started
+        self._say(
+            f"[{self.done}/{self.total}] {_graded_line(submission, result)} ({elapsed:.0f} s)"
+        )
+
+    def __exit__(self, *exc: object) -> None:
+        pass
 
 
 def _export(args: argparse.Namespace, config: Config) -> int:

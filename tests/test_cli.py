@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import io
+import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from grader.cli import main
+from grader.results import NotebookResult
+from grader.submissions import Submission
 from tests.conftest import ROOT, make_cell, make_notebook, write
 
 
@@ -95,3 +100,44 @@ def test_internal_error_traceback_behind_a_flag(
     code = main(["--course", str(ROOT), "--traceback", "check"])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" in err and "grader: internal error: RuntimeError" in err
+
+
+def test_grade_without_a_terminal_writes_a_plain_line_per_notebook(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    for student in ("ann", "bob\x1b[2J\rforged"):
+        write(make_notebook([make_cell("x = 1", "a")]), tmp_path / "class" / student, "homework")
+    code, _, err = run(capsys, "grade", str(tmp_path / "class"), "--db", str(tmp_path / "g.db"))
+    lines = [line for line in err.splitlines() if line.startswith("grader: ")]
+    assert lines[0] == "grader: warming up: the kernel zygote is importing torch"
+    assert "grader: 2 notebook(s) to grade" in lines
+    graded = [line for line in lines if line.startswith("grader: [")]
+    assert len(graded) == 2 and graded[0].startswith("grader: [1/2] ann/homework: not graded (")
+    assert graded[1].startswith("grader: [2/2] bob\\x1b[2J\\x0dforged/homework: not graded")
+    assert "\x1b" not in err and "\r" not in err and "\x1b" not in "".join(lines)
+    assert code == 1
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_terminal_bar_says_what_warms_up_and_its_clock_runs_before_the_first_result() -> None:
+    from grader.cli import _progress_display
+
+    terminal = Terminal()
+    submission = Submission(
+        "ann\x1b[31m", "homework", Path("x"), "x", "0" * 64, datetime(2026, 1, 1)
+    )
+    with _progress_display(terminal) as progress:
+        progress.stage("warming up: the kernel zygote is importing torch")
+        time.sleep(1.2)  # the bar is redrawn while nothing is graded yet
+        warming = terminal.getvalue()
+        progress.start(2)
+        progress.advance(submission, NotebookResult("homework", "x", (), error="bad"))
+    shown = terminal.getvalue()
+    assert "warming up: the kernel zygote is importing torch" in warming
+    assert "00:01" in warming  # its clock ran during the warm-up
+    assert "1/2" in shown and "ann\\x1b[31m/homework: not graded" in shown
+    assert "\x1b[31m" not in shown
