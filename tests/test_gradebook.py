@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sqlite3
@@ -22,6 +23,7 @@ from grader.errors import GradebookError
 from grader.gradebook import Base, Gradebook, database_url
 from grader.results import FAILED, PASSED, Answer, CheckResult, Figure, NotebookResult, Series
 from grader.submissions import Submission
+from grader.untrusted import MAX_MESSAGE_CHARS
 
 POSTGRES_ENV = "GRADER_TEST_POSTGRES_URL"
 
@@ -130,6 +132,25 @@ def test_a_result_reads_back_whole(db_url: str) -> None:
     (series,) = got.figures[0].series
     assert series.y[0] == 3.0 and math.isnan(series.y[1]), "NaN survives as a gap"
     assert got.figures[1].missing == "`x` is not defined"
+
+
+HOSTILE = "a\x00b\ud800c\udcff\x1b[2J\u202e"
+SHOWN = "a\\x00b\\ud800c\\xff\\x1b[2J\\u202e"
+
+
+def test_text_no_database_takes_is_stored_cleaned_and_cut(db_url: str) -> None:
+    hostile = dataclasses.replace(
+        result(score=0.0, message=HOSTILE + "x" * 50_000),
+        notices=(HOSTILE,), error=HOSTILE, answers=(Answer("first", HOSTILE),),
+    )  # fmt: skip
+    with Gradebook(db_url) as gradebook:
+        gradebook.record(submission(student=HOSTILE), hostile, "1.0", "course-v1")
+        assert gradebook.is_graded(submission(student=HOSTILE), "1.0", "course-v1")
+        (graded,) = gradebook.latest()
+    assert graded.student == SHOWN and graded.result.error == SHOWN
+    assert graded.result.notices == (SHOWN,) and graded.result.answers[0].source == SHOWN
+    message = graded.result.checks[0].message
+    assert message.startswith(SHOWN) and len(message) == MAX_MESSAGE_CHARS
 
 
 def test_history_is_kept_and_the_latest_submission_counts(db_url: str) -> None:
