@@ -80,10 +80,6 @@ def latest(db: str) -> dict[str, GradedNotebook]:
         return {g.student: g for g in gradebook.latest()}
 
 
-def leftovers() -> set[str]:
-    return {name for name in os.listdir(tempfile.gettempdir()) if "grader-submissions-" in name}
-
-
 def test_every_file_of_a_class_folder_is_recorded(
     mini_course: Config, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -125,14 +121,18 @@ def odd_archive(path: Path) -> Path:
 
 
 def test_every_entry_of_an_odd_archive_is_recorded(
-    mini_course: Config, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    mini_course: Config,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     archive, db = odd_archive(tmp_path / "class.zip"), str(tmp_path / "gb.db")
-    before = leftovers()
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # where it extracts
     code = main(["--course", str(mini_course.root), "grade", str(archive), "--db", db])
     printed = capsys.readouterr()
     assert code == 1 and "10 notebook(s) found, 10 graded and recorded" in printed.out
-    assert leftovers() == before, "the extracted notebooks were removed"
+    assert os.listdir(tmp_path / "tmp") == [], "the extracted notebooks were removed"
     with Gradebook(db) as gradebook:
         rows = {(g.student, g.result.notebook): g for g in gradebook.latest()}
     scores = {key: item.result.score for key, item in rows.items() if not item.result.error}
