@@ -79,10 +79,11 @@ def find_course_root(named: Path | None = None, submitted: Sequence[Path] = ()) 
     work = [folder.resolve() for folder in submitted]
     skipped = []
     for folder in (start, *start.parents):
-        if _is_course(folder):
-            if not any(folder.is_relative_to(inside) for inside in work):
-                return folder
-            skipped.append(folder)
+        if any(folder.is_relative_to(inside) for inside in work):
+            if (folder / "pyproject.toml").exists():  # never read: a student's file
+                skipped.append(folder)
+        elif _is_course(folder):
+            return folder
     passed_over = "".join(f" ({folder} holds work being graded: not used)" for folder in skipped)
     raise CourseNotFoundError(
         f"no course folder (one whose pyproject.toml has a [tool.grader] table) at or above "
@@ -188,3 +189,5 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML ({error})") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot be read ({error.strerror})") from None

@@ -57,11 +57,18 @@ FROM_INSIDE = {
 }
 
 
+@pytest.mark.parametrize("broken", [False, True], ids=["forged", "unreadable pyproject"])
 @pytest.mark.parametrize("case", sorted(FROM_INSIDE))
 def test_a_course_inside_a_submission_is_never_used(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], case: str
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    case: str,
+    broken: bool,
 ) -> None:
     student = forged_course(tmp_path / "class" / "mallory")
+    if broken:  # never even read: it cannot stop the grader either
+        (student / "pyproject.toml").write_bytes(b"[tool.grader\n\xff")
     below, argv = FROM_INSIDE[case]
     monkeypatch.chdir(student / below)
     code = main([arg.format(student=student) for arg in argv])
