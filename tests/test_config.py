@@ -113,3 +113,19 @@ def test_the_course_environment_variable_names_it(
 def test_a_named_folder_that_is_no_course_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CourseNotFoundError, match="is not a course folder"):
         load_config(tmp_path)
+
+
+@pytest.mark.slow  # starts the zygote
+def test_the_command_says_once_where_it_made_the_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from grader.cli import main
+
+    monkeypatch.delenv("GRADER_HIDDEN_SEED")
+    course = course_at(tmp_path / "course")
+    assert main(["--course", str(course), "check"]) == 2  # no exercises/: nothing to grade
+    err = capsys.readouterr().err
+    made = course.resolve() / ".grader-secret" / "hidden_seed"
+    assert f"made a new secret for the hidden variants in {made}; back it up" in err
+    assert main(["--course", str(course), "check"]) == 2
+    assert "made a new secret" not in capsys.readouterr().err
