@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from grader.check import CheckFailed
-from grader.extract import ModuleState, Unsupported
+from grader.extract import ROUTES, TAMPERING, CaseResult, ModuleState, Unsupported
 
 __all__ = [
     "CheckFailed",
@@ -26,6 +26,7 @@ __all__ = [
     "assert_history_follows_reference",
     "assert_length",
     "assert_same_history",
+    "by_hand_cases",
     "fmt",
     "module_state",
     "tolerance",
@@ -249,3 +250,32 @@ def assert_same_history(
                 f"{what} departs from the reference training at step {step}: got {mine:.6g}, "
                 f"expected {theirs:.6g} from the same start and data ({hint})"
             )
+
+
+# What to do instead, by forbidden route.
+_BY_HAND = {
+    "mse_loss": "write the mean of the squared differences yourself",
+    TAMPERING: "leave torch's internals alone and derive it by hand, from the formulas",
+}
+
+
+def by_hand_cases(run: Any, function: str) -> list[CaseResult]:
+    """The grader's calls of the "by hand" function `function` in `run`, once none of them took a
+    forbidden route (`Call.forbidden`): every check of the cell reads its cases through this, so
+    that work handed to the library (by any route) earns none of the cell's points.
+    """
+    cases: list[CaseResult] = run.cases(function)
+    for case in cases:
+        if case.forbidden_calls or case.forbidden_routes:
+            raise CheckFailed(_forbidden_route_message(function, case))
+    return cases
+
+
+def _forbidden_route_message(function: str, case: CaseResult) -> str:
+    route, evidence = next(iter(case.forbidden_routes.items()), ("", ""))
+    seen = f" ({evidence})" if evidence else ""
+    advice = _BY_HAND.get(route, "derive it by hand, from the formulas")
+    if route == TAMPERING:
+        return f"`{function}` ran while {ROUTES[TAMPERING]}{seen}: {advice}"
+    reached = ROUTES.get(route, "a function it must not use")
+    return f"`{function}` reached {reached}{seen}: {advice}"

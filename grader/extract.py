@@ -23,14 +23,22 @@ MIME_TYPE = "application/vnd.grader.payload.v1"
 MAX_PAYLOAD_CHARS = 64 * 1024 * 1024
 MAX_DEPTH = 16
 MAX_ARRAY_BYTES = 16 * 1024 * 1024
-# `.backward()`, `torch.autograd.grad` and `torch.func` all reach the engine through
-# `torch.autograd._engine_run_backward`, looked up when they run: a notebook's own name for
-# `grad` or `backward` (`from torch.autograd import grad`) is counted there.
-AUTOGRAD = (
-    "torch.autograd.backward",
-    "torch.autograd.grad",
-    "torch.autograd._engine_run_backward",
-)
+# The routes by which a "by hand" function could hand its work to the library, as the probe
+# reports them and the checks name them (`grader.expect.by_hand_cases`). The probe watches where
+# every route passes (the autograd engine, each autograd node, the dispatcher), so a route is
+# seen whatever name, alias or saved reference reached it; "tampering" is always forbidden.
+ROUTES = {
+    "autograd": "autograd (a backward pass: .backward(), torch.autograd.grad, torch.func.grad, "
+    "vjp or jacrev, torch.autograd.functional, a grad_fn, or an aten::*_backward formula)",
+    "forward_ad": "forward-mode autograd (dual tensors: torch.autograd.forward_ad, torch.func.jvp "
+    "or jacfwd)",
+    "mse_loss": "torch's own MSE (F.mse_loss, nn.MSELoss, torch._C._nn.mse_loss or aten::mse_loss)",
+    "tampering": "the grader's watch on these routes was switched off or replaced",
+}
+AUTOGRAD = ("autograd", "forward_ad")
+LIBRARY_MSE = ("mse_loss",)
+TAMPERING = "tampering"
+MAX_EVIDENCE_CHARS = 120
 # dtype name -> (numpy name, bytes per item)
 DTYPES = {
     "float16": ("float16", 2),
@@ -79,10 +87,9 @@ class Call:
 
     Each case is a tuple of positional arguments; `globals_per_case`, when given, are
     notebook-level variables set before each call (and restored after), for functions that read
-    the notebook's state (like `gradient(x, y)` reading `w` and `b`). Calls of the `forbidden`
-    functions (dotted names) during a case are counted, under those names and under any name the
-    notebook bound to them (`from torch.nn.functional import mse_loss`): a gradient "derived by
-    hand" must not call autograd, a hand-written loss must not call the library's.
+    the notebook's state (like `gradient(x, y)` reading `w` and `b`). The `forbidden` routes
+    (keys of `ROUTES`) a case takes are counted, by whatever name or reference it reaches them: a
+    gradient "derived by hand" must not run autograd, a hand-written loss not the library's.
     """
 
     function: str
@@ -100,6 +107,8 @@ class CaseResult:
     output: Any = None
     error: str | None = None
     forbidden_calls: int = 0
+    # route (a key of ROUTES) -> what the probe saw of it, e.g. "PowBackward0"
+    forbidden_routes: dict[str, str] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- encoding
@@ -274,22 +283,34 @@ def _own_source() -> str:
         return handle.read()
 
 
+# The probe cell runs in the notebook's namespace, so it takes nothing from it by name: `type`
+# and the module type come from literals, and `exec`, `compile` and `__import__` from the
+# builtins only once checked to be the interpreter's own C functions.
+PROBE_CELL = """\
+def __grader_probe__(source, request):
+    kind = (0).__class__.__class__
+    builtins = (lambda: 0).__builtins__
+    tools = [{{}}.__class__.get(builtins, name) for name in ('exec', 'compile', '__import__')]
+    if [kind(tool) is kind([].append) and tool.__name__ for tool in tools] != [
+        'exec', 'compile', '__import__'
+    ]:
+        raise RuntimeError('the notebook replaced exec, compile or __import__')
+    run, build, load = tools
+    sys = load('sys')
+    module = sys.modules['grader_probe'] = kind(load.__self__)('grader_probe')
+    try:
+        run(build(source, 'grader_probe', 'exec'), module.__dict__)
+        module.answer_request(request, (lambda: 0).__globals__)
+    finally:
+        del sys.modules['grader_probe']
+__grader_probe__({source!r}, {request!r})
+del __grader_probe__"""
+
+
 def probe_sources(requests: list[str]) -> list[str]:
     """Code cells that answer each request inside the kernel, one cell per request."""
     module_source = _own_source()
-    return [
-        "def __grader_probe__(source, request):\n"
-        "    import sys, types\n"
-        "    module = sys.modules['grader_probe'] = types.ModuleType('grader_probe')\n"
-        "    try:\n"
-        "        exec(compile(source, 'grader_probe', 'exec'), module.__dict__)\n"
-        "        module.answer_request(request, globals())\n"
-        "    finally:\n"
-        "        del sys.modules['grader_probe']\n"
-        f"__grader_probe__({module_source!r}, {request!r})\n"
-        "del __grader_probe__"
-        for request in requests
-    ]
+    return [PROBE_CELL.format(source=module_source, request=request) for request in requests]
 
 
 # ----------------------------------------------------------------------------- kernel side
@@ -334,7 +355,7 @@ def _call_one(
     overrides = decode(case["globals"])
     saved = {name: namespace[name] for name in overrides if name in namespace}
     namespace.update(overrides)
-    counter = _CallCounter(forbidden, namespace)
+    counter = _RouteCounter(forbidden)
     try:
         with counter:
             output = function(*args)
@@ -346,6 +367,7 @@ def _call_one(
             namespace.pop(name, None)
         namespace.update(saved)
     result["forbidden_calls"] = counter.calls
+    result["forbidden_routes"] = {"__dict__": counter.routes}
     return {"__dict__": result}
 
 
@@ -362,51 +384,245 @@ def _kernel_argument(value: Any) -> Any:
     return value
 
 
-class _CallCounter:
-    """Counts calls of the named functions (`module.path.function`) while it is entered, made
-    through their modules or through the notebook's own names for them.
+# What the counter relies on is reached through syntax and checked to be C code of torch's own,
+# never through a name the notebook could have rebound: `type` from a literal, and each torch
+# function only if it is a C function of the expected name (a replacement written in Python,
+# or another C function, is not).
+_KIND: Any = (0).__class__.__class__
+_OBJECT: Any = _KIND.__mro__[-1]
+_TEXT: Any = "".__class__
+_C_FUNCTION: Any = _KIND([].append)
+_HEAP_TYPE = 1 << 9
+_BACKWARD_FUNCTION_SCOPE = 1  # at::RecordScope::BACKWARD_FUNCTION: an autograd node ran
+_DUAL_OPERATORS = ("_make_dual", "_unpack_dual", "_fw_primal")
 
-    Only functions of modules already imported are watched: the student's code cannot have
-    called the others.
+
+class _Tampered(Exception):
+    """Something the counter relies on is not torch's own, or was switched off."""
+
+
+def _c_function(owner: Any, name: str) -> Any:
+    function: Any = getattr(owner, name, None)
+    if _KIND(function) is not _C_FUNCTION or function.__name__ != name:
+        raise _Tampered(f"{name} is not torch's own")
+    return function
+
+
+def _c_method(cls: Any, name: str) -> Any:
+    try:
+        function = _KIND.__getattribute__(cls, "__dict__")[name]
+        function = function if _KIND(cls) is _KIND else function.__func__
+    except (AttributeError, KeyError, TypeError):
+        raise _Tampered(f"{name} is not torch's own") from None
+    if _KIND(function) not in (_C_FUNCTION, _METHOD) or function.__name__ != name:
+        raise _Tampered(f"{name} is not torch's own")
+    return function
+
+
+_METHOD: Any = _KIND(_KIND.__dict__["mro"])
+
+
+class _Torch:
+    """torch's C functions that the counter uses, bound once per probe and checked.
+
+    A plain class, not a dataclass: a decorator is a module attribute the notebook could replace.
     """
 
-    def __init__(self, names: list[str], namespace: dict[str, Any]) -> None:
-        self.names = names
-        self.namespace = namespace
+    def __init__(self) -> None:
+        import torch
+
+        autograd, functions, core = torch._C._autograd, torch._C._VariableFunctions, torch._C
+        self.enable = _c_function(autograd, "_enable_profiler_legacy")
+        self.disable = _c_function(autograd, "_disable_profiler_legacy")
+        self.mark = _c_function(autograd, "_record_function_with_args_enter")
+        self.unmark = _c_function(autograd, "_record_function_with_args_exit")
+        events = autograd.ProfilerEvent
+        self.event_name = _c_method(events, "name")
+        self.event_kind = _c_method(events, "kind")
+        self.event_scope = _c_method(events, "scope")
+        self.push = _c_function(core, "_push_on_torch_dispatch_stack")
+        self.pop = _c_function(core, "_pop_torch_dispatch_stack")
+        self.task_id = _c_function(core, "_current_graph_task_id")
+        self.grad_enabled = _c_function(core, "is_grad_enabled")
+        self.set_grad_enabled = _c_function(core, "_set_grad_enabled")
+        self.zeros = _c_function(functions, "zeros")
+        self.ones = _c_function(functions, "ones")
+        self.multiply = _c_function(functions, "mul")
+        engine = core._ImperativeEngine
+        if _KIND(engine) is not _KIND or engine.__flags__ & _HEAP_TYPE:
+            raise _Tampered("torch's autograd engine is not torch's own")
+        self.run_backward, self.engine = _c_method(engine, "run_backward"), engine()
+        profiler = core._profiler
+        options = (False, False, False, False, False, profiler._ExperimentalConfig())
+        self.config = profiler.ProfilerConfig(profiler.ProfilerState.CPU, *options)
+
+
+_BOUND: dict[str, Any] = {}
+
+
+def _torch_or_tampering() -> Any:
+    """torch's functions (a `_Torch`), bound at the probe's first call, or why they are not
+    torch's own (a string)."""
+    if "torch" not in _BOUND:
+        try:
+            _BOUND["torch"] = _Torch()
+        except Exception as error:  # a replaced module may fail in any way
+            _BOUND["torch"] = f"{_KIND(error).__name__}: {error}"
+    return _BOUND["torch"]
+
+
+def _route_of_operator(name: str) -> str | None:
+    """The route an operator (`aten::mse_loss`, `tanh_backward.default`) belongs to, if any."""
+    operator = name.rpartition("::")[2].partition(".")[0]
+    if operator.startswith("mse_loss"):
+        return "mse_loss"
+    if "_backward" in operator:
+        return "autograd"
+    if operator.startswith(_DUAL_OPERATORS):
+        return "forward_ad"
+    return None
+
+
+class _Watch:
+    """A dispatch mode: notes forbidden operators and the autograd engine's task it runs under.
+
+    A second observer beside the profiler: either one switched off still leaves the other.
+    """
+
+    __slots__ = ("routes", "task", "task_id")
+
+    def __init__(self, task_id: Any) -> None:
+        self.routes: dict[str, str] = {}
+        self.task = -1
+        self.task_id = task_id
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        name = f"{func.__name__}"
+        task = self.task_id()
+        if task != -1:
+            self.task = task
+            self.routes.setdefault("autograd", f"{name}, run by the autograd engine")
+        route = _route_of_operator(name)
+        if route is not None:
+            self.routes.setdefault(route, f"aten::{name}")
+        return func(*args, **(kwargs or {}))
+
+
+class _RouteCounter:
+    """Counts, while entered, the forbidden routes the code run in its block takes.
+
+    Three observers, each where every route passes whatever Python name reached it:
+    - the autograd engine's task ids, read before and after through a backward pass of the
+      counter's own: any backward pass in between, in any thread, used up an id;
+    - torch's profiler, which sees every operator the dispatcher runs and every autograd node
+      called (by the engine or directly, as `y.grad_fn(...)`), in this thread;
+    - a dispatch mode, which sees the operators of this thread again.
+    A profiler that was stopped or replaced, a missing marker, a dispatch mode popped, or a
+    function that is not torch's own count as "tampering".
+    """
+
+    def __init__(self, forbidden: list[str]) -> None:
+        self.forbidden = forbidden
+        self.routes: dict[str, str] = {}
         self.calls = 0
-        self.saved: list[tuple[Any, str, Any]] = []
-        self.aliases: dict[str, Any] = {}
+        self.torch: Any = _torch_or_tampering()
+        self.marker = f"grader-counter {_OBJECT.__repr__(self)}"
+        self.first_task = -1
 
     def __enter__(self) -> None:
-        import sys
-
-        counted = {}
-        for name in self.names:
-            owner_name, _, attribute = name.rpartition(".")
-            owner = sys.modules.get(owner_name)
-            original = getattr(owner, attribute, None) if owner is not None else None
-            if callable(original):
-                counted[id(original)] = self._counted(original)
-                self.saved.append((owner, attribute, original))
-                setattr(owner, attribute, counted[id(original)])
-        for key, value in list(self.namespace.items()):
-            if id(value) in counted:
-                self.aliases[key] = value
-                self.namespace[key] = counted[id(value)]
+        if _KIND(self.torch) is _TEXT:
+            self._note("tampering", f"{self.torch}")
+            return
+        self.watch = _Watch(self.torch.task_id)
+        self.first_task = self._engine_task()
+        try:
+            self.torch.enable(self.torch.config)
+        except Exception as error:  # a profiler the notebook left running
+            self._note("tampering", f"the profiler could not start: {error}")
+        self._mark("start")
+        self.torch.push(self.watch)
 
     def __exit__(self, *exc: object) -> None:
-        for owner, attribute, original in reversed(self.saved):
-            setattr(owner, attribute, original)
-        self.saved.clear()
-        self.namespace.update(self.aliases)
-        self.aliases.clear()
+        if _KIND(self.torch) is _TEXT:
+            return
+        self._pop_watch()
+        self._mark("end")
+        try:
+            events = self.torch.disable()
+        except Exception:  # the block stopped the profiler
+            self._note("tampering", "the profiler was stopped")
+            events = []
+        self._read_events(events)
+        for route, evidence in self.watch.routes.items():
+            self._note(route, evidence)
+        self._read_engine_tasks()
 
-    def _counted(self, original: Any) -> Any:
-        def counted(*args: Any, **kwargs: Any) -> Any:
+    def _note(self, route: str, evidence: str) -> None:
+        if route in self.forbidden or route == TAMPERING:
             self.calls += 1
-            return original(*args, **kwargs)
+            self.routes.setdefault(route, evidence[:MAX_EVIDENCE_CHARS])
 
-        return counted
+    def _mark(self, where: str) -> None:
+        self.torch.unmark(self.torch.mark(f"{self.marker}-{where}"))
+
+    def _pop_watch(self) -> None:
+        try:
+            popped = self.torch.pop(None)
+        except Exception:
+            popped = None
+        if popped is not self.watch:
+            self._note("tampering", "the grader's dispatch mode was popped")
+            if popped is not None:
+                self.torch.push(popped)
+
+    def _read_events(self, events: Any) -> None:
+        seen_markers = 0
+        for thread in events:
+            for event in thread:
+                if self.torch.event_kind(event) != "push":
+                    continue
+                name = self.torch.event_name(event)
+                if name.startswith(self.marker):
+                    seen_markers += 1
+                elif self.torch.event_scope(event) == _BACKWARD_FUNCTION_SCOPE:
+                    self._note("autograd", f"{name}, a step of a backward pass")
+                elif name.startswith("autograd::engine"):
+                    node = name.rpartition(": ")[2]
+                    self._note("autograd", f"{node}, run by the autograd engine")
+                else:
+                    route = _route_of_operator(name)
+                    if route is not None:
+                        self._note(route, name)
+        if seen_markers != 2:
+            self._note("tampering", "the profiler stopped recording")
+
+    def _engine_task(self) -> int:
+        """The id of a backward pass run now; -1 if none can run (say, in inference mode)."""
+        torch, watch = self.torch, _Watch(self.torch.task_id)
+        run_backward, engine = torch.run_backward, torch.engine
+        grad_was_enabled = torch.grad_enabled()
+        try:
+            torch.set_grad_enabled(True)
+            leaf = torch.zeros((), requires_grad=True)
+            output = torch.multiply(leaf, 1.0)
+            torch.push(watch)
+            try:
+                run_backward(
+                    engine, (output,), (torch.ones(()),), False, False, (leaf,), False, False
+                )
+            finally:
+                torch.pop(None)
+        except Exception:
+            return -1
+        finally:
+            torch.set_grad_enabled(grad_was_enabled)
+        return watch.task
+
+    def _read_engine_tasks(self) -> None:
+        last_task = self._engine_task()
+        if self.first_task != -1 and last_task != -1 and last_task - self.first_task > 1:
+            passes = last_task - self.first_task - 1
+            self._note("autograd", f"the autograd engine ran {passes} backward pass(es)")
 
 
 # ----------------------------------------------------------------------------- grader side
@@ -511,6 +727,18 @@ def _call_results(call: Call, text: str | None, failure: str) -> list[CaseResult
                 output=case.get("output"),
                 error=clean_message(error) if isinstance(error, str) else None,
                 forbidden_calls=calls if isinstance(calls, int) else 0,
+                forbidden_routes=_routes(case.get("forbidden_routes")),
             )
         )
     return results
+
+
+def _routes(value: Any) -> dict[str, str]:
+    """The routes a case took, as the probe named them; unknown routes are not kept."""
+    if not isinstance(value, dict):
+        return {}
+    return {
+        route: evidence[:MAX_EVIDENCE_CHARS]
+        for route, evidence in value.items()
+        if route in ROUTES and isinstance(evidence, str)
+    }

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from grader.check import NotebookRun
 from grader.expect import (
     CheckFailed,
     as_float_list,
@@ -11,9 +12,10 @@ from grader.expect import (
     assert_close,
     assert_decreasing,
     assert_same_history,
+    by_hand_cases,
     module_state,
 )
-from grader.extract import ModuleState, Unsupported
+from grader.extract import CaseResult, CellStatus, ModuleState, RunData, Unsupported
 
 
 def test_factor_of_two_is_named() -> None:
@@ -76,3 +78,26 @@ def test_module_state_checks_the_architecture() -> None:
         module_state([1, 2], "m", {})
     with pytest.raises(CheckFailed, match=r"weight should have shape \(2, 2\)"):
         module_state(state, "m", {"weight": (2, 2)})
+
+
+def run_with_cases(*cases: CaseResult) -> NotebookRun:
+    data = RunData({}, {}, {}, {"f_prime": list(cases)}, {}, {"tanh_derivative": CellStatus("ok")})
+    return NotebookRun(data, "tanh_derivative", "student")
+
+
+@pytest.mark.parametrize(
+    ("routes", "message"),
+    [
+        ({"forward_ad": "aten::_make_dual"}, "`f_prime` reached forward-mode autograd (dual"),
+        ({"mse_loss": "aten::mse_loss"}, "write the mean of the squared differences yourself"),
+        ({"tampering": "the profiler was stopped"}, "`f_prime` ran while the grader's watch"),
+    ],
+)
+def test_a_forbidden_route_in_any_case_fails_the_check_naming_it(
+    routes: dict[str, str], message: str
+) -> None:
+    honest, forbidden = CaseResult((1,), {}), CaseResult((2,), {}, 0.0, None, 1, routes)
+    assert by_hand_cases(run_with_cases(honest), "f_prime") == [honest]
+    with pytest.raises(CheckFailed, match=message.replace("(", r"\(")) as failure:
+        by_hand_cases(run_with_cases(honest, forbidden), "f_prime")
+    assert next(iter(routes.values())) in str(failure.value)

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from grader import extract
 from grader.extract import (
     AUTOGRAD,
+    LIBRARY_MSE,
     MAX_PAYLOAD_CHARS,
     ModuleState,
     PayloadError,
@@ -84,7 +86,8 @@ def test_decoding_never_builds_arbitrary_objects() -> None:
     assert decode({"__unsupported__": "os.system"}) == Unsupported("os.system")
 
 
-# Each notebook derives the gradient of sum(x ** 2) with autograd in its own way.
+# Ways a "by hand" cell could hand its work to autograd: each one defines `gradient(x)`, the
+# gradient of sum(x ** 2), through a route of its own.
 AUTOGRAD_ROUTES = {
     "backward": "def gradient(x):\n    x = x.clone().requires_grad_(True)\n"
     "    (x ** 2).sum().backward()\n    return x.grad",
@@ -92,15 +95,71 @@ AUTOGRAD_ROUTES = {
     "    return torch.autograd.grad((x ** 2).sum(), x)[0]",
     "imported_grad": "from torch.autograd import grad\n\ndef gradient(x):\n"
     "    x = x.clone().requires_grad_(True)\n    return grad((x ** 2).sum(), x)[0]",
-    "imported_backward": "from torch.autograd import backward\n\ndef gradient(x):\n"
-    "    x = x.clone().requires_grad_(True)\n    backward((x ** 2).sum())\n    return x.grad",
-    "torch_func": "def gradient(x):\n    return torch.func.grad(lambda x: (x ** 2).sum())(x)",
+    "default_argument": "def gradient(x, grad=torch.autograd.grad):\n"
+    "    x = x.clone().requires_grad_(True)\n    return grad((x ** 2).sum(), x)[0]",
+    "closure": "def make(grad):\n    def gradient(x):\n        x = x.clone().requires_grad_(True)\n"
+    "        return grad((x ** 2).sum(), x)[0]\n    return gradient\n\n"
+    "gradient = make(torch.autograd.grad)",
+    "class_attribute": "class Tools:\n    grad = staticmethod(torch.autograd.grad)\n\n"
+    "def gradient(x):\n    x = x.clone().requires_grad_(True)\n"
+    "    return Tools.grad((x ** 2).sum(), x)[0]",
+    "engine_itself": "engine = torch.autograd.Variable._execution_engine\n\n"
+    "def gradient(x):\n    x = x.clone().requires_grad_(True)\n"
+    "    return engine.run_backward(((x ** 2).sum(),), (torch.tensor(1.0),), False, False, (x,),"
+    " False, False)[0]",
+    "grad_fn_called": "def gradient(x):\n    x = x.clone().requires_grad_(True)\n"
+    "    return (x ** 2).grad_fn(torch.ones_like(x))",
+    "torch_func_grad": "def gradient(x):\n    return torch.func.grad(lambda x: (x ** 2).sum())(x)",
+    "torch_func_vjp": "def gradient(x):\n    return torch.func.vjp(lambda x: (x ** 2).sum(), x)[1]"
+    "(torch.tensor(1.0))[0]",
+    "torch_func_jacrev": "def gradient(x):\n"
+    "    return torch.func.jacrev(lambda x: (x ** 2).sum())(x)",
+    "torch_func_jvp": "def gradient(x):\n    return torch.stack([torch.func.jvp(lambda x: (x ** 2)"
+    ".sum(), (x,), (e,))[1] for e in torch.eye(len(x))])",
+    "torch_func_jacfwd": "def gradient(x):\n"
+    "    return torch.func.jacfwd(lambda x: (x ** 2).sum())(x)",
+    "forward_ad": "import torch.autograd.forward_ad as fwAD\n\ndef gradient(x):\n"
+    "    out = []\n    for e in torch.eye(len(x)):\n        with fwAD.dual_level():\n"
+    "            y = (fwAD.make_dual(x, e) ** 2).sum()\n"
+    "            out.append(fwAD.unpack_dual(y).tangent)\n    return torch.stack(out)",
+    "functional_jacobian": "def gradient(x):\n"
+    "    return torch.autograd.functional.jacobian(lambda x: (x ** 2).sum(), x)",
+    "functional_vjp": "def gradient(x):\n"
+    "    return torch.autograd.functional.vjp(lambda x: (x ** 2).sum(), x)[1]",
+    "in_a_thread": "import threading\n\ndef gradient(x):\n    out = []\n"
+    "    def work():\n        t = x.clone().requires_grad_(True)\n"
+    "        out.append(torch.autograd.grad((t ** 2).sum(), t)[0])\n"
+    "    thread = threading.Thread(target=work)\n    thread.start()\n    thread.join()\n"
+    "    return out[0]",
+    "record_functions_off": "def gradient(x):\n"
+    "    torch._C._autograd._enable_record_function(False)\n"
+    "    try:\n        t = x.clone().requires_grad_(True)\n"
+    "        return torch.autograd.grad((t ** 2).sum(), t)[0]\n    finally:\n"
+    "        torch._C._autograd._enable_record_function(True)",
+    "dispatch_mode_popped": "from torch.utils._python_dispatch import _pop_mode_temporarily\n\n"
+    "def gradient(x):\n    with _pop_mode_temporarily():\n"
+    "        t = x.clone().requires_grad_(True)\n"
+    "        return torch.autograd.grad((t ** 2).sum(), t)[0]",
+}
+
+# The same gradient by hand: none of them may be counted.
+HONEST = {
+    "arithmetic": "def gradient(x):\n    return 2 * x",
+    "under_no_grad": "def gradient(x):\n    with torch.no_grad():\n        return x + x",
+    "graph_built_but_not_run": "def gradient(x):\n    t = x.clone().requires_grad_(True)\n"
+    "    return (2 * t).detach()",
+    "numpy": "import numpy as np\n\ndef gradient(x):\n"
+    "    return torch.from_numpy(2 * np.asarray(x))",
+    "vmap": "def gradient(x):\n    return torch.vmap(lambda v: 2 * v)(x)",
+    "grad_mode_left_off": "def gradient(x):\n    torch.set_grad_enabled(False)\n    return 2 * x",
 }
 
 
-def forbidden_calls(source: str, forbidden: tuple[str, ...]) -> tuple[int, dict[str, object]]:
-    """Calls of `forbidden` counted while `gradient(tensor([1, 2]))`, defined by `source`, runs;
-    and the notebook's namespace afterwards."""
+def counted(
+    source: str, forbidden: tuple[str, ...]
+) -> tuple[int, dict[str, str], dict[str, object]]:
+    """Calls of `forbidden` routes counted while `gradient(tensor([1, 2]))`, defined by `source`,
+    runs, the routes as the probe names them, and the notebook's namespace afterwards."""
     namespace: dict[str, object] = {"torch": torch}
     exec(source, namespace)
     call = {
@@ -108,34 +167,76 @@ def forbidden_calls(source: str, forbidden: tuple[str, ...]) -> tuple[int, dict[
         "cases": [{"args": encode([torch.tensor([1.0, 2.0])]), "globals": encode({})}],
         "forbidden": list(forbidden),
     }
-    (case,) = decode(_call_cases(call, namespace))["cases"]
+    try:
+        (case,) = decode(_call_cases(call, namespace))["cases"]
+    finally:
+        torch.set_grad_enabled(True)
     assert "error" not in case, case
     assert case["output"].tolist() == [2.0, 4.0]
-    return case["forbidden_calls"], namespace
+    return case["forbidden_calls"], case["forbidden_routes"], namespace
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 @pytest.mark.parametrize("route", sorted(AUTOGRAD_ROUTES))
 def test_every_route_to_autograd_is_counted(route: str) -> None:
     originals = {name: getattr(torch.autograd, name) for name in ("grad", "backward")}
-    calls, namespace = forbidden_calls(AUTOGRAD_ROUTES[route], AUTOGRAD)
-    assert calls >= 1
+    calls, routes, namespace = counted(AUTOGRAD_ROUTES[route], AUTOGRAD)
+    assert calls >= 1 and set(routes) & {"autograd", "forward_ad"}, routes
     # The library and the notebook's own names are given back untouched.
     assert {name: getattr(torch.autograd, name) for name in originals} == originals
-    for name, original in originals.items():
-        if name in namespace:
-            assert namespace[name] is original
+    assert namespace.get("grad", originals["grad"]) is originals["grad"]
+    assert torch._C._len_torch_dispatch_stack() == 0
+    assert not torch.autograd.profiler._is_profiler_enabled
 
 
-def test_a_gradient_by_hand_calls_nothing_forbidden() -> None:
-    calls, _ = forbidden_calls("def gradient(x):\n    return 2 * x", AUTOGRAD)
-    assert calls == 0
+@pytest.mark.parametrize("honest", sorted(HONEST))
+def test_a_gradient_by_hand_takes_no_forbidden_route(honest: str) -> None:
+    assert counted(HONEST[honest], (*AUTOGRAD, *LIBRARY_MSE))[:2] == (0, {})
 
 
-def test_an_imported_library_function_is_counted_under_its_new_name() -> None:
-    source = (
-        "from torch.nn.functional import mse_loss as library_mse\n\n"
-        "def gradient(x):\n    library_mse(x, x)\n    return 2 * x"
-    )
-    calls, namespace = forbidden_calls(source, ("torch.nn.functional.mse_loss",))
-    assert calls == 1
-    assert namespace["library_mse"] is torch.nn.functional.mse_loss
+MSE_ROUTES = {
+    "functional": "import torch.nn.functional as F\nmse = F.mse_loss",
+    "module": "mse = torch.nn.MSELoss()",
+    "c_level": "mse = torch._C._nn.mse_loss",
+    "aten_op": "mse = torch.ops.aten.mse_loss",
+}
+
+
+@pytest.mark.parametrize("route", sorted(MSE_ROUTES))
+def test_every_route_to_the_library_mse_is_counted(route: str) -> None:
+    source = f"{MSE_ROUTES[route]}\n\ndef gradient(x):\n    mse(x, x)\n    return 2 * x"
+    calls, routes, _ = counted(source, LIBRARY_MSE)
+    assert calls >= 1 and routes == {"mse_loss": "aten::mse_loss"}
+    # Only the routes a call forbids are counted.
+    assert counted(source, AUTOGRAD)[:2] == (0, {})
+
+
+# Replacing what the counter itself uses is seen as tampering.
+TAMPERED = {
+    "profiler_function": ("_autograd", "_disable_profiler_legacy", lambda: []),
+    "task_id": ("", "_current_graph_task_id", lambda: -1),
+    "dispatch_push": ("", "_push_on_torch_dispatch_stack", lambda mode: None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERED))
+def test_replacing_what_the_counter_uses_is_tampering(
+    case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner, name, fake = TAMPERED[case]
+    monkeypatch.setattr(getattr(torch._C, owner) if owner else torch._C, name, fake)
+    monkeypatch.setattr(extract, "_BOUND", {})  # bound once per probe: a fresh probe here
+    calls, routes, _ = counted(HONEST["arithmetic"], AUTOGRAD)
+    assert calls >= 1 and f"{name} is not torch's own" in routes["tampering"]
+
+
+def test_stopping_the_profiler_is_tampering() -> None:
+    source = "def gradient(x):\n    torch.autograd._disable_profiler_legacy()\n    return 2 * x"
+    _, routes, _ = counted(source, LIBRARY_MSE)
+    assert routes == {"tampering": "the profiler was stopped"}
+
+
+def test_popping_the_dispatch_mode_for_good_is_tampering() -> None:
+    source = "def gradient(x):\n    torch._C._pop_torch_dispatch_stack(None)\n    return 2 * x"
+    _, routes, _ = counted(source, LIBRARY_MSE)
+    assert routes == {"tampering": "the grader's dispatch mode was popped"}
