@@ -273,7 +273,7 @@ def by_hand_cases(run: Any, function: str) -> list[CaseResult]:
 
 def _forbidden_route_message(function: str, case: CaseResult) -> str:
     route, evidence = next(iter(case.forbidden_routes.items()), ("", ""))
-    seen = f" ({evidence})" if evidence else ""
+    seen = f"; the grader saw {evidence}" if evidence else ""
     advice = _BY_HAND.get(route, "derive it by hand, from the formulas")
     if route == TAMPERING:
         return f"`{function}` ran while {ROUTES[TAMPERING]}{seen}: {advice}"
