@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/run.py [--submissions N] [--notebooks 02_linear_regression_numpy,...]
                                   [--workers W] [--with-nbgrader]
+    .venv/bin/python bench/run.py --follow-through K [--submissions N] [--repeats R]
+                                  [--baseline DIR] [--workers W]
 
 Builds N submissions from the solution notebooks, then measures, in one run:
 
@@ -20,6 +22,14 @@ Builds N submissions from the solution notebooks, then measures, in one run:
 - a single-notebook `grader check` against that notebook run twice as a plain `python` script;
 
 and prints the ratios. It is not part of the test suite.
+
+With `--follow-through K`, it measures follow-through credit instead: N submissions of
+02_linear_regression_numpy, all right ("clean"), and the same class with a wrong `gradient` (off
+by a factor of 2, the loops right) in K of them ("wrong": K notebooks need a follow-through run
+per variant). Both classes are graded R times, interleaved (the order rotates each round), each
+into a fresh gradebook; with `--baseline DIR` (a checkout of the grader without follow-through,
+e.g. `git archive <commit> grader | tar -x -C DIR`, run with this environment's Python and the
+same course) the baseline grades them too, so that the normal path can be compared.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ import argparse
 import multiprocessing
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -122,10 +133,13 @@ def run_measured(
     return time.perf_counter() - started, own_peak, (tree_rss, tree_pss)
 
 
-def grade_command(folder: Path, gradebook: Path, workers: int) -> list[str]:
-    """`grader grade` of the class in `folder` into `gradebook`, with the course's cache."""
+def grade_command(
+    folder: Path, gradebook: Path, workers: int, program: list[str] | None = None
+) -> list[str]:
+    """`grader grade` of the class in `folder` into `gradebook`, with the course's cache
+    (`program`: the grader to run, by default this environment's)."""
     return [
-        str(BIN / "grader"),
+        *(program or [str(BIN / "grader")]),
         "--course",
         str(ROOT),
         "grade",
@@ -213,6 +227,71 @@ def script_seconds(notebook: Path, folder: Path) -> float:
     return time.perf_counter() - started
 
 
+FOLLOW_THROUGH_NOTEBOOK = "02_linear_regression_numpy"
+WRONG_GRADIENT = ("manual_gradient", "dl_dw = 2 * r * x", "dl_dw = 4 * r * x")
+
+
+def break_gradient(notebook: Path) -> None:
+    """Make the `gradient` of a 02 submission off by a factor of 2, its loops still right."""
+    nb = nbformat.read(notebook, as_version=4)
+    grade_id, old, new = WRONG_GRADIENT
+    (cell,) = [c for c in nb.cells if c.metadata["nbgrader"]["grade_id"] == grade_id]
+    if old not in cell.source:
+        raise SystemExit(f"{notebook}: cell {grade_id} has no {old!r} to break")
+    cell.source = cell.source.replace(old, new)
+    nbformat.write(nb, notebook)
+
+
+def follow_through_cost(work: Path, args: argparse.Namespace, env: dict[str, str]) -> None:
+    """Interleaved `grader grade` times of the clean and the wrong class (see the module doc)."""
+    notebooks = [FOLLOW_THROUGH_NOTEBOOK]
+    classes = {"clean": work / "clean", "wrong": work / "wrong"}
+    build_class(classes["clean"], notebooks, args.submissions)
+    for student in build_class(classes["wrong"], notebooks, args.submissions)[
+        : args.follow_through
+    ]:
+        break_gradient(student / f"{FOLLOW_THROUGH_NOTEBOOK}.ipynb")
+    graders: dict[str, tuple[list[str], dict[str, str]]] = {"ours": ([str(BIN / "grader")], env)}
+    if args.baseline is not None:
+        baseline_env = {**env, "PYTHONPATH": str(args.baseline.resolve())}
+        # -P: not this checkout's `grader` from the working directory, the baseline's
+        graders["baseline"] = ([sys.executable, "-P", "-m", "grader.cli"], baseline_env)
+    print(
+        f"follow-through: {args.submissions} submissions of {FOLLOW_THROUGH_NOTEBOOK}, "
+        f"{args.follow_through} with a wrong gradient; {args.workers} workers, "
+        f"{os.cpu_count()} cores, {args.repeats} interleaved rounds"
+    )
+    warm = [str(BIN / "grader"), "--course", str(ROOT), "check", "--workers", "1"]
+    first = work / "clean" / "student000" / f"{FOLLOW_THROUGH_NOTEBOOK}.ipynb"
+    subprocess.run([*warm, str(first)], check=False, stdout=subprocess.DEVNULL)
+    cases = [(grader, name) for grader in graders for name in classes]
+    times: dict[tuple[str, str], list[float]] = {case: [] for case in cases}
+    for round_ in range(args.repeats):
+        shift = round_ % len(cases)
+        for grader, name in cases[shift:] + cases[:shift]:
+            program, grader_env = graders[grader]
+            gradebook = work / f"{grader}-{name}-{round_}.db"
+            command = grade_command(classes[name], gradebook, args.workers, program)
+            seconds = run_timed(command, grader_env)
+            times[grader, name].append(seconds)
+            print(
+                f"  round {round_}: {grader:8} {name:5} {seconds:6.1f} s  {class_score(gradebook)}"
+            )
+    medians = {case: statistics.median(values) for case, values in times.items()}
+    for (grader, name), values in times.items():
+        spread = f"{min(values):.1f}-{max(values):.1f}"
+        print(f"{grader:8} {name:5} median {medians[grader, name]:6.1f} s  (range {spread} s)")
+    extra = medians["ours", "wrong"] - medians["ours", "clean"]
+    print(
+        f"follow-through: +{extra:.1f} s for the class, "
+        f"{extra / max(1, args.follow_through):.2f} s per notebook that needed it"
+    )
+    if args.baseline is not None:
+        for name in classes:
+            ratio = medians["ours", name] / medians["baseline", name]
+            print(f"ours / baseline, {name} class: {ratio:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -225,7 +304,28 @@ def main() -> None:
         action="store_true",
         help="also time `nbgrader autograde` of the class (creates its environment once)",
     )
+    parser.add_argument(
+        "--follow-through",
+        type=int,
+        default=None,
+        metavar="K",
+        help="time follow-through credit instead: K submissions with a wrong gradient",
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="rounds, with --follow-through")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="with --follow-through: a checkout of the grader to time the same classes with",
+    )
     args = parser.parse_args()
+    if args.follow_through is not None:
+        work = Path(tempfile.mkdtemp(prefix="grader-bench-"))
+        try:
+            follow_through_cost(work, args, {**os.environ, "MPLBACKEND": "agg"})
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     notebooks = args.notebooks.split(",")
     nbgrader_venv = ensure_venv() if args.with_nbgrader else None
     work = Path(tempfile.mkdtemp(prefix="grader-bench-"))

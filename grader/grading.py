@@ -156,13 +156,14 @@ def grade_jobs(
 ) -> list[NotebookResult]:
     """Grade `jobs` in parallel; `on_result(index, result)` is called as each one is ready.
 
-    Every notebook runs twice (its own parameters and the hidden variant); the runs are spread
-    over `workers` workers (default: one per core), both runs of a notebook at once where two
-    are free. `zygote`: one the caller started early so that its imports overlap the caller's
-    set-up, and closes; by default one is started here where kernels are forked.
+    Every notebook runs twice (its own parameters and the hidden variant), and twice more where
+    its checks call for follow-through; the runs are spread over `workers` workers (default: one
+    per core), both runs of a notebook at once where two are free. `zygote`: one the caller
+    started early so that its imports overlap the caller's set-up, and closes; by default one is
+    started here where kernels are forked.
 
     On Ctrl-C (or a grader error) no new notebook is started; the notebooks in progress finish
-    and are reported before the exception goes on.
+    (their follow-through runs included) and are reported before the exception goes on.
     """
     results: dict[int, NotebookResult] = {}
 
