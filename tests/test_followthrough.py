@@ -9,6 +9,7 @@ import dataclasses
 import json
 import os
 import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -488,9 +489,22 @@ def test_ctrl_c_during_a_follow_through_run_reports_that_notebook_with_its_credi
 ) -> None:
     wrong = write(_mini_notebook("def half(x):\n    return x / 3"), tmp_path, "01_dep")
     right = write(_mini_notebook(), tmp_path, "02_dep")
-    # What Ctrl-C does: SIGINT to the process, which Python turns into KeyboardInterrupt in
-    # the main thread, here while a worker is on the notebook's follow-through run.
-    _on_follow_through(monkeypatch, lambda: os.kill(os.getpid(), signal.SIGINT))
+    stopped = threading.Event()
+    original_stop = grader.grading._Schedule.stop
+
+    def stop(schedule: Any) -> None:
+        original_stop(schedule)
+        stopped.set()
+
+    def ctrl_c() -> None:
+        # What Ctrl-C does: SIGINT to the process, which Python turns into KeyboardInterrupt in
+        # the main thread; the worker, on the follow-through run, goes on once the main thread
+        # has stopped the schedule (on a loaded machine that can take a while).
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stopped.wait(timeout=60)
+
+    monkeypatch.setattr(grader.grading._Schedule, "stop", stop)
+    _on_follow_through(monkeypatch, ctrl_c)
     reported: list[NotebookResult] = []
     with pytest.raises(KeyboardInterrupt):
         check_notebooks([wrong, right], dependent_course, workers=1, on_result=reported.append)
