@@ -164,6 +164,15 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--junit", type=Path, help="a test suite per student and notebook")
     export.set_defaults(command=_export, needs_course=False)
 
+    roster = commands.add_parser("roster", help="the class list, from the LMS")
+    roster_commands = roster.add_subparsers(title="roster commands", required=True)
+    roster_import = roster_commands.add_parser(
+        "import", help="make a Canvas, Moodle or id,name,email,section CSV the class roster"
+    )
+    roster_import.add_argument("file", type=Path, help="the CSV the LMS exported")
+    _database_option(roster_import)
+    roster_import.set_defaults(command=_roster_import, needs_course=False)
+
     feedback = commands.add_parser("feedback", help="write HTML feedback pages from the gradebook")
     _database_option(feedback)
     feedback.add_argument(
@@ -346,15 +355,17 @@ class _ProgressLines:
 
 
 def _export(args: argparse.Namespace, config: Config) -> int:
-    from grader.export import write_csv, write_junit, write_results_json
+    from grader.export import off_roster, write_csv, write_junit, write_results_json
     from grader.gradebook import Gradebook
 
     if not (args.csv or args.results_dir or args.junit):
         raise GraderError("say what to export: --csv FILE, --results-dir DIR and/or --junit FILE")
     with Gradebook(args.db) as gradebook:
-        graded = gradebook.latest()
+        graded, roster = gradebook.latest(), gradebook.roster()
+    for student in off_roster(graded, roster):
+        print(f"not on the roster: {clean_line(student)}", file=sys.stderr)
     if args.csv:
-        write_csv(graded, args.csv)
+        write_csv(graded, args.csv, roster)
         print(f"wrote {args.csv}")
     if args.results_dir:
         written = write_results_json(graded, args.results_dir)
@@ -362,6 +373,17 @@ def _export(args: argparse.Namespace, config: Config) -> int:
     if args.junit:
         write_junit(graded, args.junit)
         print(f"wrote {args.junit}")
+    return EXIT_PASSED
+
+
+def _roster_import(args: argparse.Namespace, config: Config) -> int:
+    from grader.gradebook import Gradebook
+    from grader.roster import read_roster
+
+    kind, entries = read_roster(args.file)
+    with Gradebook(args.db) as gradebook:
+        gradebook.import_roster(entries)
+    print(f"{len(entries)} student(s) in the roster ({kind} format); gradebook: {gradebook.where}")
     return EXIT_PASSED
 
 

@@ -79,3 +79,7 @@ class GradebookError(GraderError):
 
 class ExportError(GraderError):
     """An export or a feedback page cannot be written where it was asked to go."""
+
+
+class RosterError(GraderError):
+    """A class roster cannot be read (not a file, not one of the formats read, ids repeated)."""

@@ -19,13 +19,14 @@ import os
 import re
 import tempfile
 from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from grader.errors import ExportError
 from grader.report import check_id, gradescope_results, junit_xml
 from grader.results import NotebookResult
+from grader.roster import RosterEntry
 from grader.untrusted import clean_line
 
 if TYPE_CHECKING:  # `grader check` writes its files here too, without the database's imports
@@ -141,21 +142,35 @@ def by_student(graded: list[GradedNotebook]) -> dict[str, list[GradedNotebook]]:
     return groups
 
 
-def write_csv(graded: list[GradedNotebook], path: Path) -> None:
-    """One row per student: each check's score, each notebook's total, the total."""
+MISSING = "missing"
+"""What the CSV says for a notebook a student never handed in (0 is a score)."""
+
+
+def write_csv(graded: list[GradedNotebook], path: Path, roster: Sequence[RosterEntry] = ()) -> None:
+    """One row per student (every roster student, and anyone graded who is not on it): each
+    check's score, each notebook's total, the total; `missing` where nothing was handed in."""
     columns = _check_columns(graded)
     notebooks = list(dict.fromkeys(notebook for notebook, _ in columns))
     maximum = {nb: notebook_maximum(graded, nb) for nb in notebooks}
-    header = ["student"]
+    header = ["student", "name"]
     for notebook in notebooks:
         header += [name for nb, name in columns if nb == notebook] + [f"{notebook} total"]
     header += ["total", "max_total"]
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer)
     writer.writerow([spreadsheet_safe(cell) for cell in header])
-    for student, items in by_student(graded).items():
-        writer.writerow(_csv_row(student, items, columns, notebooks, sum(maximum.values())))
+    groups = by_student(graded)
+    names = {entry.lms_id: entry.name for entry in roster}
+    for student in sorted({*groups, *names}):
+        row = _csv_row(student, groups.get(student, []), columns, notebooks, sum(maximum.values()))
+        writer.writerow([row[0], spreadsheet_safe(names.get(student, "")), *row[1:]])
     write_atomically(path, buffer.getvalue())
+
+
+def off_roster(graded: list[GradedNotebook], roster: Sequence[RosterEntry]) -> list[str]:
+    """The students graded whom the roster does not list (empty without a roster)."""
+    listed = {entry.lms_id for entry in roster}
+    return sorted({g.student for g in graded} - listed) if listed else []
 
 
 def _check_columns(graded: list[GradedNotebook]) -> list[tuple[str, str]]:
@@ -183,8 +198,9 @@ def _csv_row(
     row: list[str | float] = [spreadsheet_safe(student)]
     for notebook in notebooks:
         scores = _scores(results.get(notebook))
-        row += [scores.get(name, 0.0) for nb, name in columns if nb == notebook]
-        row.append(results[notebook].score if notebook in results else 0.0)
+        default: str | float = 0.0 if notebook in results else MISSING
+        row += [scores.get(name, default) for nb, name in columns if nb == notebook]
+        row.append(results[notebook].score if notebook in results else MISSING)
     row += [sum(result.score for result in results.values()), max_total]
     return row
 

@@ -30,6 +30,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     create_engine,
+    delete,
     event,
     func,
     inspect,
@@ -41,6 +42,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 
 from grader.errors import GradebookError
 from grader.results import Answer, CheckResult, Figure, NotebookResult, Series
+from grader.roster import RosterEntry
 from grader.submissions import Submission
 from grader.untrusted import clean_message, clean_text
 
@@ -58,6 +60,16 @@ class StudentRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String, unique=True)
+
+
+class RosterRow(Base):
+    __tablename__ = "roster"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lms_id: Mapped[str] = mapped_column(String, unique=True)
+    name: Mapped[str] = mapped_column(String)
+    email: Mapped[str] = mapped_column(String)
+    section: Mapped[str] = mapped_column(String)
 
 
 class SubmissionRow(Base):
@@ -208,6 +220,24 @@ class Gradebook:
                 if submission.id in runs
             ]
         return sorted(graded, key=lambda g: (g.student, g.result.notebook))
+
+    def import_roster(self, entries: list[RosterEntry]) -> None:
+        """Make `entries` the class roster, in one transaction (the previous one is replaced)."""
+        try:
+            with Session(self.engine) as session, session.begin():
+                session.execute(delete(RosterRow))
+                session.add_all(
+                    RosterRow(lms_id=e.lms_id, name=e.name, email=e.email, section=e.section)
+                    for e in entries
+                )
+        except SQLAlchemyError as error:
+            raise GradebookError(f"cannot keep the roster in {self.where}: {error}") from error
+
+    def roster(self) -> list[RosterEntry]:
+        """The class roster, by LMS id (empty when none was imported)."""
+        with Session(self.engine) as session:
+            rows = session.scalars(select(RosterRow).order_by(RosterRow.lms_id)).all()
+            return [RosterEntry(r.lms_id, r.name, r.email, r.section) for r in rows]
 
     def run_count(self) -> int:
         """How many runs the gradebook holds (history included)."""

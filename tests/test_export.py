@@ -59,13 +59,14 @@ def test_csv_has_a_row_per_student_and_a_column_per_check_notebook_and_total(
     write_csv(graded, tmp_path / "grades.csv")
     rows = {row["student"]: row for row in read_csv(tmp_path / "grades.csv")}
     assert list(next(iter(rows.values()))) == [
-        "student",
+        "student", "name",
         "01_a::cell::check0", "01_a::cell::check1", "01_a total",
         "02_b::cell::check0", "02_b total",
         "total", "max_total",
     ]  # fmt: skip
     assert rows["alice"]["01_a total"] == "2.0" and rows["alice"]["total"] == "2.0"
-    assert rows["bob"]["01_a::cell::check0"] == "0.0" and rows["bob"]["02_b total"] == "0.0"
+    assert rows["bob"]["01_a::cell::check0"] == "0.0" and rows["bob"]["02_b total"] == "missing"
+    assert rows["bob"]["02_b::cell::check0"] == "missing"  # never handed in: not a score of 0
     assert rows["bob"]["total"] == "1.0" and rows["bob"]["max_total"] == "3.0"
 
 

@@ -1,0 +1,118 @@
+"""The class list an LMS exports, read once into `RosterEntry` rows keyed by the LMS id.
+
+Formats, told apart by their header row (the columns read; every other column is ignored):
+
+- plain CSV: `id,name,email,section`;
+- Canvas (Grades > Export): `Student` (the name), `ID` (Canvas's user id, the number in the
+  names of Canvas's submission downloads), `SIS Login ID` (the e-mail or login), `Section`; the
+  "Points Possible" row under the header is skipped;
+- Moodle (a participants or grading-worksheet export): `Identifier` (`Participant 4711`; the
+  number is the id, as in Moodle's download names), `Full name`, `Email address`, and `Group`
+  where there is one.
+
+Every value comes from a file an instructor downloaded, but its text was typed by students:
+each is cleaned to one line before it is kept.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from grader.errors import RosterError
+from grader.untrusted import clean_line
+
+MAX_ROSTER_BYTES = 20 * 1024 * 1024
+_PARTICIPANT = re.compile(r"participant\s*(\d+)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class RosterEntry:
+    """One student of the class, as the LMS knows them."""
+
+    lms_id: str
+    name: str
+    email: str = ""
+    section: str = ""
+
+
+def read_roster(path: Path) -> tuple[str, list[RosterEntry]]:
+    """The roster in `path` and the name of its format (`plain`, `canvas` or `moodle`)."""
+    rows = _rows(path)
+    header = [column.strip().lower() for column in rows[0]] if rows else []
+    for name, (required, entry) in FORMATS.items():
+        if set(required) <= set(header):
+            columns = {column: header.index(column) for column in header}
+            entries = [entry(columns, row) for row in rows[1:] if any(cell.strip() for cell in row)]
+            return name, _distinct(path, [e for e in entries if e is not None])
+    raise RosterError(
+        f"{path}: not a roster this grader reads (a plain CSV with the header id,name,email,"
+        "section, a Canvas grades export or a Moodle participants export)"
+    )
+
+
+def _rows(path: Path) -> list[list[str]]:
+    try:
+        data = path.read_bytes()[: MAX_ROSTER_BYTES + 1]
+    except OSError as error:
+        raise RosterError(f"cannot read the roster {path}: {error.strerror or error}") from None
+    if len(data) > MAX_ROSTER_BYTES:
+        raise RosterError(f"{path}: larger than {MAX_ROSTER_BYTES} bytes; not a class list")
+    text = data.decode("utf-8-sig", errors="replace")  # Excel writes a byte-order mark
+    try:
+        return list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as error:
+        raise RosterError(f"{path}: not a CSV file ({error})") from None
+
+
+def _cell(columns: dict[str, int], row: list[str], column: str) -> str:
+    index = columns.get(column)
+    return clean_line(row[index].strip()) if index is not None and index < len(row) else ""
+
+
+def _plain(columns: dict[str, int], row: list[str]) -> RosterEntry | None:
+    get = _reader(columns, row)
+    return RosterEntry(get("id"), get("name"), get("email"), get("section")) if get("id") else None
+
+
+def _canvas(columns: dict[str, int], row: list[str]) -> RosterEntry | None:
+    get = _reader(columns, row)
+    if not get("id") or "points possible" in get("student").lower():
+        return None
+    return RosterEntry(get("id"), get("student"), get("sis login id"), get("section"))
+
+
+def _moodle(columns: dict[str, int], row: list[str]) -> RosterEntry | None:
+    get = _reader(columns, row)
+    number = _PARTICIPANT.search(get("identifier"))
+    if number is None:
+        return None
+    return RosterEntry(number.group(1), get("full name"), get("email address"), get("group"))
+
+
+def _reader(columns: dict[str, int], row: list[str]) -> Callable[[str], str]:
+    return lambda column: _cell(columns, row, column)
+
+
+def _distinct(path: Path, entries: list[RosterEntry]) -> list[RosterEntry]:
+    seen: set[str] = set()
+    for entry in entries:
+        if entry.lms_id in seen:
+            raise RosterError(f"{path}: the id {entry.lms_id!r} is given to two students")
+        seen.add(entry.lms_id)
+    return entries
+
+
+FORMATS: dict[
+    str, tuple[tuple[str, ...], Callable[[dict[str, int], list[str]], RosterEntry | None]]
+]
+FORMATS = {
+    "plain": (("id", "name", "email", "section"), _plain),
+    "canvas": (("student", "id", "section"), _canvas),
+    "moodle": (("identifier", "full name"), _moodle),
+}
+"""Format -> the header columns that identify it, and how a row becomes an entry."""

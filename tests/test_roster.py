@@ -1,0 +1,105 @@
+"""The class roster: Canvas, Moodle and plain CSV class lists, kept in the gradebook, and every
+roster student in the CSV export, with "missing" apart from 0."""
+
+from __future__ import annotations
+
+import csv
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from grader.cli import main
+from grader.errors import RosterError
+from grader.gradebook import Gradebook
+from grader.results import PASSED, CheckResult, NotebookResult
+from grader.roster import RosterEntry, read_roster
+from grader.submissions import Submission
+
+PLAIN = "id,name,email,section\n4711,Jane Doe,jane@example.edu,A\n4712,Jane Doe,jd2@example.edu,B\n"
+CANVAS = (
+    "Student,ID,SIS User ID,SIS Login ID,Section,Autodiff (123)\n"
+    "    Points Possible,,,,,10\n"
+    '"Doe, Jane",4711,s1,jane@example.edu,Autodiff A,8\n'
+    "\"=cmd|' /C calc'!A0\",4713,s3,x@example.edu,Autodiff A,\n"
+)
+MOODLE = (
+    "\ufeffIdentifier,Full name,Email address,Status,Grade\n"
+    "Participant 4711,Jane Doe,jane@example.edu,Submitted,\n"
+    "Participant 4712,Jane Doe,jd2@example.edu,No submission,\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "expected"),
+    [
+        (PLAIN, "plain", [RosterEntry("4711", "Jane Doe", "jane@example.edu", "A"),
+                          RosterEntry("4712", "Jane Doe", "jd2@example.edu", "B")]),
+        (CANVAS, "canvas", [RosterEntry("4711", "Doe, Jane", "jane@example.edu", "Autodiff A"),
+                            RosterEntry("4713", "=cmd|' /C calc'!A0", "x@example.edu",
+                                        "Autodiff A")]),
+        (MOODLE, "moodle", [RosterEntry("4711", "Jane Doe", "jane@example.edu"),
+                            RosterEntry("4712", "Jane Doe", "jd2@example.edu")]),
+    ],
+)  # fmt: skip
+def test_each_lms_roster_is_read_by_its_id(
+    tmp_path: Path, text: str, kind: str, expected: list[RosterEntry]
+) -> None:
+    (tmp_path / "roster.csv").write_text(text, encoding="utf-8")
+    assert read_roster(tmp_path / "roster.csv") == (kind, expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name,mail\nann,a@x\n", "not a roster this grader reads"),
+        ("", "not a roster this grader reads"),
+        (PLAIN + "4711,Someone Else,,\n", "the id '4711' is given to two students"),
+    ],
+)
+def test_a_roster_that_cannot_be_read_says_why(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "roster.csv").write_text(text, encoding="utf-8")
+    with pytest.raises(RosterError, match=message):
+        read_roster(tmp_path / "roster.csv")
+    with pytest.raises(RosterError, match="cannot read the roster"):
+        read_roster(tmp_path / "missing.csv")
+
+
+def test_roster_text_is_one_clean_line(tmp_path: Path) -> None:
+    (tmp_path / "r.csv").write_text('id,name,email,section\n7,"Ann\x1b[2J\nLee",,\n')
+    assert read_roster(tmp_path / "r.csv")[1] == [RosterEntry("7", "Ann\\x1b[2J\\x0aLee")]
+
+
+def test_the_csv_lists_every_roster_student_and_missing_apart_from_zero(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = str(tmp_path / "g.db")
+    (tmp_path / "roster.csv").write_text(PLAIN + "4714,Max Null,,A\n", encoding="utf-8")
+    assert main(["roster", "import", str(tmp_path / "roster.csv"), "--db", db]) == 0
+    assert "3 student(s) in the roster (plain format)" in capsys.readouterr().out
+    with Gradebook(db) as gradebook:
+        for student, score in (("4711", 2.0), ("4714", 0.0), ("stray", 1.0)):
+            check = CheckResult("01_a", "cell", "check", 2.0, score, PASSED)
+            submission = Submission(student, "01_a", Path("x"), f"{student}/01_a.ipynb",
+                                    student.ljust(64, "0"), datetime(2026, 11, 1))  # fmt: skip
+            gradebook.record(submission, NotebookResult("01_a", "x", (check,)), "1", "v")
+    assert main(["export", "--db", db, "--csv", str(tmp_path / "grades.csv")]) == 0
+    assert "not on the roster: stray" in capsys.readouterr().err
+    with (tmp_path / "grades.csv").open(newline="", encoding="utf-8") as handle:
+        rows = {row["student"]: row for row in csv.DictReader(handle)}
+    assert list(rows) == ["4711", "4712", "4714", "stray"]
+    assert (rows["4711"]["name"], rows["4711"]["01_a total"], rows["4711"]["total"]) == (
+        "Jane Doe", "2.0", "2.0",
+    )  # fmt: skip
+    assert (
+        rows["4712"]["01_a total"] == "missing" and rows["4712"]["01_a::cell::check"] == "missing"
+    )
+    assert rows["4714"]["01_a total"] == "0.0"  # handed in and scored 0: not missing
+    assert rows["4712"]["max_total"] == rows["4711"]["max_total"] == "2.0"
+
+
+def test_importing_again_replaces_the_roster(tmp_path: Path) -> None:
+    with Gradebook(str(tmp_path / "g.db")) as gradebook:
+        gradebook.import_roster([RosterEntry("1", "Ann"), RosterEntry("2", "Bob")])
+        gradebook.import_roster([RosterEntry("2", "Bob B.", "b@x", "S")])
+        assert gradebook.roster() == [RosterEntry("2", "Bob B.", "b@x", "S")]
