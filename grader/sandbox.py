@@ -15,17 +15,20 @@ and the kernel gets a clean environment and a temporary working directory.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,7 +140,7 @@ class KernelJail:
         self.kill_everything()
         for group in self.cgroups:
             _remove_cgroup(group)
-        shutil.rmtree(self.directory, ignore_errors=True)
+        remove_tree(self.directory)  # what stays is removed by the next grader, and reported
 
     @property
     def connection_file(self) -> Path:
@@ -247,17 +250,151 @@ def remove_stale_runs() -> None:
 
     A grader killed outright (SIGKILL, the out-of-memory killer) leaves them behind: directories
     in memory under /dev/shm, empty cgroups. Once per grader process, as its zygote starts or
-    before its first run; not in the zygote's probe, which the zygote's start waits for.
+    before its first run; not in the zygote's probe, which the zygote's start waits for. What
+    cannot be removed is reported in one line on stderr, and the grader goes on.
     """
-    for entry in os.scandir(RUN_ROOT):
-        if entry.name.startswith("grader-") and _owner_is_gone(entry.name):
-            shutil.rmtree(entry.path, ignore_errors=True)
+    problems = [
+        problem
+        for path in _stale_entries(Path(RUN_ROOT), "grader-")
+        if (problem := remove_tree(path)) is not None
+    ]
     for controller in CGROUP_CONTROLLERS:
-        parent = CGROUP_V1 / controller / "grader"
-        for group in parent.glob("run-*") if parent.is_dir() else []:
-            if _owner_is_gone(group.name):
-                _kill_all(group)
-                _remove_cgroup(group)
+        for group in _stale_entries(CGROUP_V1 / controller / "grader", "run-"):
+            _kill_all(group)
+            _remove_cgroup(group)
+    if problems:
+        print(
+            f"grader: {len(problems)} leftover(s) of stopped graders in {RUN_ROOT} could not be "
+            f"removed (first: {problems[0]}); grading goes on",
+            file=sys.stderr,
+        )
+
+
+def _stale_entries(folder: Path, prefix: str) -> list[Path]:
+    """The entries of `folder` named `prefix...` after a grader process that has ended."""
+    try:
+        names = [entry.name for entry in os.scandir(folder)]
+    except OSError:  # no such folder, or not ours to read
+        return []
+    return [folder / name for name in names if name.startswith(prefix) and _owner_is_gone(name)]
+
+
+def remove_tree(path: Path) -> str | None:
+    """Delete `path` and everything in it; never raises. The first problem, or None.
+
+    Whatever a run leaves is removed: trees deeper than any recursion limit or path length
+    (directories are opened relative to their parent, at most `OPEN_LEVELS` at a time, and
+    deeper ones are moved up), many files, names that are not UTF-8, modes that forbid reading
+    or writing, fifos and sockets (unlinked, never opened).
+    """
+    problems: list[str] = []
+    try:
+        parent = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as error:
+        return f"{path}: {error.strerror}"
+    try:
+        if _is_directory(parent, path.name, problems):
+            _remove_directory(parent, path.name, problems)
+        else:
+            _unlink(parent, path.name, problems)
+    finally:
+        os.close(parent)
+    return f"{path}: {problems[0]}" if problems else None
+
+
+OPEN_LEVELS = 32
+
+
+def _remove_directory(parent: int, name: str, problems: list[str]) -> None:
+    """Empty and remove directory `name` of `parent`, depth-first, without recursion."""
+    top = _open_directory(parent, name, problems)
+    if top is None:
+        return
+    stack = [(top, name, _unlink_files(top, problems))]  # (open directory, name, subdirectories)
+    while stack:
+        directory, own_name, subdirectories = stack[-1]
+        if not subdirectories:
+            stack.pop()
+            os.close(directory)
+            _rmdir(stack[-1][0] if stack else parent, own_name, problems)
+        elif len(stack) >= OPEN_LEVELS:  # moved up to the top, where it is emptied in its turn
+            moved = f".grader-moved-{uuid.uuid4().hex}"
+            if _move(directory, subdirectories.pop(), top, moved, problems):
+                stack[0][2].append(moved)
+        else:
+            child_name = subdirectories.pop()
+            child = _open_directory(directory, child_name, problems)
+            if child is not None:
+                stack.append((child, child_name, _unlink_files(child, problems)))
+
+
+def _unlink_files(directory: int, problems: list[str]) -> list[str]:
+    """Unlink everything in `directory` but its subdirectories, which are returned."""
+    subdirectories = []
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if _is_directory(directory, entry.name, problems):
+                    subdirectories.append(entry.name)
+                else:
+                    _unlink(directory, entry.name, problems)
+    except OSError as error:
+        problems.append(error.strerror or "cannot be listed")
+    return subdirectories
+
+
+def _open_directory(parent: int, name: str, problems: list[str]) -> int | None:
+    """`name` in `parent`, opened, and made readable and writable if it was not (its owner)."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    try:
+        try:
+            directory = os.open(name, flags, dir_fd=parent)
+        except PermissionError:
+            os.chmod(name, 0o700, dir_fd=parent)  # a directory: it was not a link when listed
+            directory = os.open(name, flags, dir_fd=parent)
+        with contextlib.suppress(OSError):
+            os.fchmod(directory, 0o700)
+    except OSError as error:
+        problems.append(f"{name!a}: {error.strerror}")
+        return None
+    return directory
+
+
+def _is_directory(parent: int, name: str, problems: list[str]) -> bool:
+    mode: list[int] = []
+    _attempt(
+        name,
+        problems,
+        lambda: mode.append(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode),
+    )
+    return bool(mode) and stat.S_ISDIR(mode[0])
+
+
+def _unlink(parent: int, name: str, problems: list[str]) -> None:
+    _attempt(name, problems, lambda: os.unlink(name, dir_fd=parent))
+
+
+def _rmdir(parent: int, name: str, problems: list[str]) -> None:
+    _attempt(name, problems, lambda: os.rmdir(name, dir_fd=parent))
+
+
+def _move(source: int, name: str, target: int, new_name: str, problems: list[str]) -> bool:
+    return _attempt(
+        name, problems, lambda: os.rename(name, new_name, src_dir_fd=source, dst_dir_fd=target)
+    )
+
+
+def _attempt(name: str, problems: list[str], operation: Callable[[], object]) -> bool:
+    """Run `operation` on entry `name`: whether it worked; why not goes to `problems` (a
+    vanished entry is no problem)."""
+    try:
+        operation()
+    except FileNotFoundError:
+        return False
+    except OSError as error:
+        problems.append(f"{name!a}: {error.strerror}")
+        return False
+    return True
 
 
 def _owner_is_gone(name: str) -> bool:
@@ -312,10 +449,8 @@ def _kill_all(*groups: Path) -> None:
         if not pids:
             return
         for pid in pids:
-            try:
+            with contextlib.suppress(OSError):  # gone already
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         time.sleep(0.02)
 
 

@@ -40,7 +40,6 @@ import platform
 import resource
 import secrets
 import select
-import shutil
 import signal
 import socket
 import struct
@@ -60,6 +59,7 @@ from grader.sandbox import (
     detect_isolation,
     kernel_environment,
     remove_stale_runs,
+    remove_tree,
     run_directory,
 )
 
@@ -208,7 +208,7 @@ class Zygote:
         self.process.wait()
         for pipe in (self.process.stdin, self.process.stdout):
             self._pipe(pipe).close()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        remove_tree(self.directory)
 
     def _reply(self, timeout: float) -> dict[str, Any]:
         stdout = self._pipe(self.process.stdout)
@@ -610,7 +610,7 @@ def _probe() -> int:
         print(f"{type(error).__name__}: {error}")
         return 1
     finally:
-        shutil.rmtree(directory, ignore_errors=True)
+        remove_tree(Path(directory))
     if code != 0:
         print("a sandboxed process is not confined as expected")
     return code
