@@ -357,11 +357,13 @@ class _ProgressLines:
 def _export(args: argparse.Namespace, config: Config) -> int:
     from grader.export import off_roster, write_csv, write_junit, write_results_json
     from grader.gradebook import Gradebook
+    from grader.roster import match_roster
 
     if not (args.csv or args.results_dir or args.junit):
         raise GraderError("say what to export: --csv FILE, --results-dir DIR and/or --junit FILE")
     with Gradebook(args.db) as gradebook:
-        graded, roster = gradebook.latest(), gradebook.roster()
+        roster = gradebook.roster()
+        graded = match_roster(gradebook.latest(), roster)
     for student in off_roster(graded, roster):
         print(f"not on the roster: {clean_line(student)}", file=sys.stderr)
     if args.csv:

@@ -17,17 +17,23 @@ each is cleaned to one line before it is kept.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from grader.errors import RosterError
 from grader.untrusted import clean_line
 
+if TYPE_CHECKING:
+    from grader.gradebook import GradedNotebook
+
 MAX_ROSTER_BYTES = 20 * 1024 * 1024
 _PARTICIPANT = re.compile(r"participant\s*(\d+)", re.IGNORECASE)
+_TRAILING_NUMBER = re.compile(r"_(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -116,3 +122,25 @@ FORMATS = {
     "moodle": (("identifier", "full name"), _moodle),
 }
 """Format -> the header columns that identify it, and how a row becomes an entry."""
+
+
+def roster_id(student: str, ids: Collection[str]) -> str | None:
+    """The roster id a student key names: the key itself (a folder `4711/`), or the LMS
+    participant number the key ends with (`Jane Doe_4711`, `doejane_12345`); else None."""
+    if student in ids:
+        return student
+    number = _TRAILING_NUMBER.search(student)
+    return number.group(1) if number and number.group(1) in ids else None
+
+
+def match_roster(
+    graded: Sequence[GradedNotebook], roster: Sequence[RosterEntry]
+) -> list[GradedNotebook]:
+    """`graded` with each student that matches a roster entry keyed by its id; of two
+    submissions of one notebook that now share a student, the later one."""
+    ids = {entry.lms_id for entry in roster}
+    latest: dict[tuple[str, str], GradedNotebook] = {}
+    for item in sorted(graded, key=lambda g: (g.submitted_at, g.graded_at)):
+        key = roster_id(item.student, ids) or item.student
+        latest[(key, item.result.notebook)] = dataclasses.replace(item, student=key)
+    return sorted(latest.values(), key=lambda g: (g.student, g.result.notebook))

@@ -79,10 +79,7 @@ def test_the_csv_lists_every_roster_student_and_missing_apart_from_zero(
     assert "3 student(s) in the roster (plain format)" in capsys.readouterr().out
     with Gradebook(db) as gradebook:
         for student, score in (("4711", 2.0), ("4714", 0.0), ("stray", 1.0)):
-            check = CheckResult("01_a", "cell", "check", 2.0, score, PASSED)
-            submission = Submission(student, "01_a", Path("x"), f"{student}/01_a.ipynb",
-                                    student.ljust(64, "0"), datetime(2026, 11, 1))  # fmt: skip
-            gradebook.record(submission, NotebookResult("01_a", "x", (check,)), "1", "v")
+            record(gradebook, student, score, 1)
     assert main(["export", "--db", db, "--csv", str(tmp_path / "grades.csv")]) == 0
     assert "not on the roster: stray" in capsys.readouterr().err
     with (tmp_path / "grades.csv").open(newline="", encoding="utf-8") as handle:
@@ -103,3 +100,38 @@ def test_importing_again_replaces_the_roster(tmp_path: Path) -> None:
         gradebook.import_roster([RosterEntry("1", "Ann"), RosterEntry("2", "Bob")])
         gradebook.import_roster([RosterEntry("2", "Bob B.", "b@x", "S")])
         assert gradebook.roster() == [RosterEntry("2", "Bob B.", "b@x", "S")]
+
+
+def record(gradebook: Gradebook, student: str, score: float, day: int) -> None:
+    check = CheckResult("01_a", "cell", "check", 2.0, score, PASSED)
+    sha = f"{student}{day}".ljust(64, "0")[:64]
+    submission = Submission(
+        student, "01_a", Path("x"), f"{student}/01_a.ipynb", sha, datetime(2026, 11, day)
+    )
+    gradebook.record(submission, NotebookResult("01_a", "x", (check,)), "1", "v")
+
+
+def test_lms_participant_numbers_match_the_roster_in_every_export(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, out = str(tmp_path / "g.db"), tmp_path / "out"
+    with Gradebook(db) as gradebook:
+        gradebook.import_roster(read_roster_text(tmp_path, MOODLE))
+        record(gradebook, "Jane Doe_4711", 2.0, 1)  # Moodle's download names
+        record(gradebook, "Jane Doe_4712", 0.0, 1)  # same display name: another student
+        record(gradebook, "4712", 1.0, 2)  # a later resubmission, in a folder named by the id
+        record(gradebook, "Jane Doe_9999", 1.0, 1)  # a participant the roster does not list
+    exports = ["--csv", str(out / "g.csv"), "--results-dir", str(out / "r")]
+    assert main(["export", "--db", db, *exports]) == 0
+    assert "not on the roster: Jane Doe_9999" in capsys.readouterr().err
+    with (out / "g.csv").open(newline="", encoding="utf-8") as handle:
+        rows = {row["student"]: row for row in csv.DictReader(handle)}
+    assert list(rows) == ["4711", "4712", "Jane Doe_9999"]
+    assert (rows["4711"]["name"], rows["4711"]["total"]) == ("Jane Doe", "2.0")
+    assert (rows["4712"]["name"], rows["4712"]["total"]) == ("Jane Doe", "1.0")
+    assert sorted(path.name for path in (out / "r").iterdir()) == ["4711", "4712", "Jane_Doe_9999"]
+
+
+def read_roster_text(tmp_path: Path, text: str) -> list[RosterEntry]:
+    (tmp_path / "roster.csv").write_text(text, encoding="utf-8")
+    return read_roster(tmp_path / "roster.csv")[1]
