@@ -392,10 +392,12 @@ def _roster_import(args: argparse.Namespace, config: Config) -> int:
 def _feedback(args: argparse.Namespace, config: Config) -> int:
     from grader.feedback import write_feedback
     from grader.gradebook import Gradebook
+    from grader.roster import match_roster
 
     with Gradebook(args.db) as gradebook:
-        graded = gradebook.latest()
-    pages = write_feedback(graded, args.out, _course_templates(args))
+        roster = gradebook.roster()
+        graded = match_roster(gradebook.latest(), roster)
+    pages = write_feedback(graded, args.out, _course_templates(args), roster)
     print(f"wrote {len(pages)} page(s) under {args.out}; class summary: {args.out / 'index.html'}")
     return EXIT_PASSED
 

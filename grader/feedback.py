@@ -16,6 +16,7 @@ resources into every page's head, whatever the templates say, as a second line o
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import math
 import re
@@ -33,6 +34,7 @@ from grader.errors import CourseError
 from grader.export import by_student, notebook_maximum, student_slugs, write_atomically
 from grader.gradebook import GradedNotebook
 from grader.results import CheckResult, Figure, NotebookResult, Series
+from grader.roster import RosterEntry
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -104,6 +106,8 @@ class StudentRow:
     student: str
     cells: tuple[ScoreCell, ...]
     total: float
+    name: str = ""
+    """The roster's name for the student, if the roster lists them."""
 
 
 @dataclass(frozen=True)
@@ -147,7 +151,10 @@ class NotebookSummary:
 
 
 def write_feedback(
-    graded: list[GradedNotebook], folder: Path, templates: Path | None = None
+    graded: list[GradedNotebook],
+    folder: Path,
+    templates: Path | None = None,
+    roster: Sequence[RosterEntry] = (),
 ) -> list[Path]:
     """Write a page per student and notebook, and the class page with its sorted copies.
 
@@ -160,6 +167,9 @@ def write_feedback(
         `folder/sorted-by-<column>.html`.
     templates
         A course's folder of templates that replace the packaged ones of the same name.
+    roster
+        The class list: its students are rows of the class table, handed in or not, with their
+        names (`graded` is matched to it already, `grader.roster.match_roster`).
 
     Returns
     -------
@@ -177,7 +187,7 @@ def write_feedback(
         written.append(target)
     summaries = [_notebook_summary(nb, items) for nb, items in _by_notebook(graded).items()]
     for key, name in sorted_pages.items():
-        table = _class_table(graded, folders, pages, sorted_pages, key)
+        table = _class_table(graded, roster, folders, pages, sorted_pages, key)
         page = _render(environment, "class.html.j2", table=table, notebooks=summaries,
                        statistics=name == INDEX)  # fmt: skip
         write_atomically(folder / name, page)
@@ -297,6 +307,7 @@ def _figure_view(figure: Figure) -> FigureView:
 # --- the class page ---
 def _class_table(
     graded: list[GradedNotebook],
+    roster: Sequence[RosterEntry],
     folders: dict[str, str],
     pages: dict[str, str],
     sorted_pages: dict[str, str],
@@ -305,10 +316,14 @@ def _class_table(
     """The students x notebooks table, sorted by `sort_key` (scores: highest first)."""
     notebooks = sorted(pages)
     maximum = {nb: notebook_maximum(graded, nb) for nb in notebooks}
+    names = {entry.lms_id: entry.name for entry in roster}
+    students: dict[str, list[GradedNotebook]] = {student: [] for student in names}
+    students |= by_student(graded)
     rows = [
-        _student_row(student, items, notebooks, folders[student], pages)
-        for student, items in by_student(graded).items()
+        _student_row(student, items, notebooks, folders.get(student, ""), pages)
+        for student, items in students.items()
     ]
+    rows = [dataclasses.replace(row, name=names.get(row.student, "")) for row in rows]
     columns = tuple(
         NotebookColumn(nb, pages[nb].removesuffix(".html"), _mean(rows, i), maximum[nb])
         for i, nb in enumerate(notebooks)

@@ -27,6 +27,7 @@ from grader.results import (
     NotebookResult,
     Series,
 )
+from grader.roster import RosterEntry
 from grader.submissions import Submission
 
 HOSTILE = "<script>alert(1)</script>"
@@ -338,3 +339,16 @@ def test_feedback_uses_the_courses_templates_dir(
     (course / "page-templates" / "class.html.j2").write_text("{% if %}", encoding="utf-8")
     assert main(["--course", str(course), "feedback", "--db", db, "--out", str(out)]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_the_class_table_lists_roster_students_who_handed_in_nothing(
+    written: Written, tmp_path: Path
+) -> None:
+    roster = [RosterEntry("zoe", "Zoë Zeta"), RosterEntry("alice", "Alice <b>A.</b>")]
+    pages = write_feedback(written.graded, tmp_path / "out", roster=roster)
+    page = pages[-1].read_text(encoding="utf-8")
+    rows = {student: (cells, total) for student, cells, total in class_rows(page)}
+    assert rows['zoe <span class="name">Zoë Zeta</span>'] == (["—", "—", "—"], "0 / 8")
+    assert rows[f'alice <span class="name">{escape("Alice <b>A.</b>")}</span>'][1] == "8 / 8"
+    assert '<span id="students">6</span>' in page
+    assert not (tmp_path / "out" / "zoe").exists()  # no page for what was not handed in

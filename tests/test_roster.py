@@ -135,3 +135,15 @@ def test_lms_participant_numbers_match_the_roster_in_every_export(
 def read_roster_text(tmp_path: Path, text: str) -> list[RosterEntry]:
     (tmp_path / "roster.csv").write_text(text, encoding="utf-8")
     return read_roster(tmp_path / "roster.csv")[1]
+
+
+def test_the_class_page_shows_every_roster_student_under_the_roster_id(tmp_path: Path) -> None:
+    db, out = str(tmp_path / "g.db"), tmp_path / "feedback"
+    with Gradebook(db) as gradebook:
+        gradebook.import_roster(read_roster_text(tmp_path, MOODLE))
+        record(gradebook, "Jane Doe_4711", 2.0, 1)
+    assert main(["feedback", "--db", db, "--out", str(out)]) == 0
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert '<th scope="row">4711 <span class="name">Jane Doe</span></th>' in page
+    assert '<th scope="row">4712 <span class="name">Jane Doe</span></th>' in page
+    assert (out / "4711" / "01_a.html").is_file() and not (out / "4712").exists()
