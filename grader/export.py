@@ -216,14 +216,23 @@ def spreadsheet_safe(text: str) -> str:
 
 
 def write_results_json(graded: list[GradedNotebook], folder: Path) -> list[Path]:
-    """Gradescope's `results.json` for each student, in `folder/<student>/results.json`."""
+    """Gradescope's `results.json` for each student, in `folder/<student>/results.json`.
+
+    `max_score` is the class's maximum, as in the CSV's `max_total`: a notebook the student did
+    not hand in still counts towards it (`extra_data.missing` names those notebooks).
+    """
     slugs = student_slugs(g.student for g in graded)
+    notebooks = sorted({g.result.notebook for g in graded})
+    max_total = sum(notebook_maximum(graded, nb) for nb in notebooks)
     written = []
     for student, items in by_student(graded).items():
         target = folder / slugs[student] / "results.json"
         results = [item.result for item in items]
         data = gradescope_results(results, sum(r.seconds for r in results))
+        data["max_score"] = max_total
         data["extra_data"]["student"] = student
+        handed_in = {result.notebook for result in results}
+        data["extra_data"]["missing"] = [nb for nb in notebooks if nb not in handed_in]
         write_json_atomically(target, data)
         written.append(target)
     return written

@@ -87,7 +87,10 @@ def test_results_json_per_student_and_junit(graded: list[GradedNotebook], tmp_pa
     slugs = student_slugs(g.student for g in graded)
     alice = json.loads((out / "alice" / "results.json").read_text())
     assert (alice["score"], alice["max_score"]) == (2.0, 3.0)
-    assert alice["extra_data"]["student"] == "alice"
+    assert alice["extra_data"]["student"] == "alice" and alice["extra_data"]["missing"] == []
+    bob = json.loads((out / "bob" / "results.json").read_text())
+    # one maximum in every format: the CSV's max_total, 02_b (not handed in) included
+    assert (bob["score"], bob["max_score"], bob["extra_data"]["missing"]) == (1.0, 3.0, ["02_b"])
     assert [t["name"] for t in alice["tests"]][-1] == "02_b::cell::check0"
     hostile = json.loads((out / slugs[HOSTILE] / "results.json").read_text())
     assert hostile["extra_data"]["student"] == HOSTILE
