@@ -349,8 +349,12 @@ def _open_directory(parent: int, name: str, problems: list[str]) -> int | None:
     try:
         try:
             directory = os.open(name, flags, dir_fd=parent)
-        except PermissionError:
-            os.chmod(name, 0o700, dir_fd=parent)  # a directory: it was not a link when listed
+        except PermissionError:  # chmod through a handle: a link swapped in is not followed
+            handle = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent)
+            try:
+                os.chmod(f"/proc/self/fd/{handle}", 0o700)
+            finally:
+                os.close(handle)
             directory = os.open(name, flags, dir_fd=parent)
         with contextlib.suppress(OSError):
             os.fchmod(directory, 0o700)

@@ -8,9 +8,12 @@ import dataclasses
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from grader import sandbox
 from grader.config import Config
@@ -128,3 +131,40 @@ def test_what_a_cell_leaves_in_its_run_is_removed(mini_course: Config, tmp_path:
     first, second = grade(patient, submission(tmp_path / "a", cell), clean)
     assert first.score == first.max_score == 2, messages(first)  # and no run directory is left
     assert second.score == second.max_score
+
+
+NAMES = st.binary(min_size=1, max_size=12).filter(
+    lambda name: b"/" not in name and b"\0" not in name and name not in (b".", b"..")
+)
+TREES = st.recursive(
+    st.sampled_from([0o000, 0o200, 0o644]),  # a file, with its mode
+    lambda children: st.dictionaries(NAMES, children),
+    max_leaves=20,
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(TREES.filter(lambda tree: isinstance(tree, dict)), st.sampled_from([0o000, 0o500, 0o700]))
+def test_any_tree_of_any_names_and_modes_is_removed(
+    tmp_path: Path, tree: dict[bytes, object], mode: int
+) -> None:
+    scratch = Path(tempfile.mkdtemp(dir=tmp_path))
+    top = os.path.join(os.fsencode(scratch), b"run")
+    _build(top, tree, mode)
+    assert remove_tree(Path(os.fsdecode(top))) is None
+    assert os.listdir(scratch) == []
+
+
+def _build(path: bytes, tree: object, mode: int) -> None:
+    if isinstance(tree, int):
+        with open(path, "w"):
+            pass
+        os.chmod(path, tree)
+        return
+    assert isinstance(tree, dict)
+    os.mkdir(path)
+    for name, child in tree.items():
+        _build(os.path.join(path, name), child, mode)
+    os.chmod(path, mode)
