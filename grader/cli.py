@@ -413,20 +413,20 @@ def _course_templates(args: argparse.Namespace) -> Path | None:
     return config.path(config.templates_dir) if config.templates_dir else None
 
 
-def _progress_line() -> Callable[[NotebookResult], None] | None:
-    """On a terminal, a line on stderr as each notebook is graded; elsewhere nothing."""
-    if not sys.stderr.isatty():
-        return None
+def _progress_line() -> Callable[[NotebookResult], None]:
+    """A line on stderr as each notebook is graded, flushed at once: on a terminal, and in a
+    log or CI, where a long `check` would otherwise say nothing until its table."""
     done = 0
 
     def show(result: NotebookResult) -> None:
         nonlocal done
         done += 1
         score = "error" if result.error else f"{result.score:g}/{result.max_score:g}"
-        print(
-            f"  graded {result.notebook} ({_one_line(result.path)}): {score}  [{done} done]",
-            file=sys.stderr,
-        )
+        line = f"  graded {_one_line(result.notebook)} ({_one_line(result.path)}): {score}"
+        try:
+            print(f"{line}  [{done} done]", file=sys.stderr, flush=True)
+        except (OSError, ValueError):  # a closed pipe: progress is not worth stopping for
+            pass
 
     return show
 

@@ -27,6 +27,7 @@ def test_unknown_notebook_is_a_grader_error(
     assert code == 2 and "ERROR: " in out
     assert "no exercise is called 'homework'" in err and "02_linear_regression_numpy" in err
     assert "Traceback" not in err
+    assert f"  graded homework ({path}): error  [1 done]\n" in err  # progress without a terminal
 
 
 def test_missing_path_is_a_grader_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
