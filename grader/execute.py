@@ -93,6 +93,9 @@ class _BoundedClient(NotebookClient):
 
     output_limit = 1024 * 1024
     _kept = 0  # bytes of content in the running cell's outputs
+    raised: tuple[str, str] | None = None
+    """The running cell's error (name, value) as its execute reply says, kept even when the
+    error's output was cut by the output limit."""
 
     async def async_execute_cell(
         self,
@@ -103,7 +106,7 @@ class _BoundedClient(NotebookClient):
     ) -> NotebookNode:
         guard = self.kc.guard  # type: ignore[union-attr]  # a `_ReadyClient`, made by the pool
         guard.start_cell()
-        self._kept = 0
+        self._kept, self.raised = 0, None
         try:
             done: NotebookNode = await super().async_execute_cell(
                 cell, cell_index, execution_count, store_history
@@ -117,6 +120,14 @@ class _BoundedClient(NotebookClient):
         return done
 
     execute_cell = run_sync(async_execute_cell)
+
+    async def _check_raise_for_error(
+        self, cell: NotebookNode, cell_index: int, exec_reply: dict[str, Any] | None
+    ) -> None:
+        content = (exec_reply or {}).get("content", {})
+        if content.get("status") == "error":
+            self.raised = (str(content.get("ename", "")), str(content.get("evalue", "")))
+        await super()._check_raise_for_error(cell, cell_index, exec_reply)
 
     def output(
         self, outs: list[NotebookNode], msg: dict[str, Any], display_id: str | None, index: int
@@ -214,7 +225,7 @@ def _client(nb: NotebookNode, kernel: WarmKernel, limits: Limits) -> _BoundedCli
 
 
 def _cell_outcome(
-    client: NotebookClient,
+    client: _BoundedClient,
     jail: KernelJail,
     cell: NotebookNode,
     index: int,
@@ -240,6 +251,8 @@ def _cell_outcome(
     for output in cell.get("outputs", []):
         if output.get("output_type") == "error":
             return CellOutcome(gid, "error", str(output.get("ename")), str(output.get("evalue")))
+    if client.raised is not None:  # its error output was past the output limit
+        return CellOutcome(gid, "error", *client.raised)
     return CellOutcome(gid, "ok")
 
 

@@ -37,3 +37,16 @@ def test_figures_are_closed_after_every_cell_as_the_inline_backend_does() -> Non
     assert [(cell.grade_id, cell.status, cell.evalue) for cell in run.cells] == [
         (gid, "ok", "") for gid in ("nothing_bound", "surface", "loss_plot", "closed")
     ]
+
+
+def test_an_error_past_the_output_limit_still_fails_its_cell() -> None:
+    nb = make_notebook(
+        [
+            make_cell("print('x' * 4096)\nraise ValueError('y' * 8192)", "loud", todo=True),
+            make_cell("answer = 1", "after"),
+        ]
+    )
+    run = run_notebook(nb, [], Limits(cell_timeout=30, notebook_timeout=120, output_kb=2))
+    loud, after = run.cells
+    assert (loud.status, loud.ename) == ("error", "ValueError") and loud.evalue.startswith("yyy")
+    assert after.status == "ok"
