@@ -69,6 +69,17 @@ class DeviceError(GraderError):
     """The requested device cannot be used."""
 
 
+class KernelStartError(GraderError):
+    """A kernel ended or stayed silent before any student code ran: the machine or the limits."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"a kernel {what} before running any notebook code: the usual cause is a memory "
+            "limit too small for torch (`memory_limit_mb` in [tool.grader]; torch needs about "
+            "1.2 GB of address space) or a machine too loaded to start it in time"
+        )
+
+
 class SubmissionsError(GraderError):
     """The submissions to grade cannot be read (no such folder, not a zip archive, ...)."""
 

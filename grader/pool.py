@@ -31,6 +31,7 @@ from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 from jupyter_core.utils import ensure_event_loop, run_sync
 from traitlets import Type
 
+from grader.errors import KernelStartError
 from grader.kernel_messages import SOCKET_OPTIONS, GuardedChannel, GuardedShellChannel, MessageGuard
 from grader.sandbox import KERNEL_LAUNCHER, KernelJail, ResourceLimits, detect_isolation, rlimits
 from grader.zygote import WARM_MODULES, Job, Zygote
@@ -304,7 +305,8 @@ class _ReadyClient(AsyncKernelClient):
     is_alive = _async_is_alive
 
     async def wait_for_ready(self, timeout: float | None = None) -> None:
-        deadline = time.monotonic() + (60.0 if timeout is None else timeout)
+        limit = 60.0 if timeout is None else timeout
+        deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             msg_id = self.kernel_info()
             reply = await self._shell_reply(msg_id, deadline)
@@ -312,8 +314,8 @@ class _ReadyClient(AsyncKernelClient):
                 self._handle_kernel_info_reply(reply)
                 return
             if not await self._async_is_alive():
-                raise RuntimeError("Kernel died before replying to kernel_info")
-        raise RuntimeError(f"Kernel didn't respond in {timeout} seconds")
+                raise KernelStartError("died as it started")
+        raise KernelStartError(f"did not answer within {limit:g} s")
 
     async def _shell_reply(self, msg_id: str, deadline: float) -> dict[str, Any] | None:
         while time.monotonic() < deadline:

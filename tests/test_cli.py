@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 import time
 from datetime import datetime
 from pathlib import Path
@@ -142,3 +143,19 @@ def test_the_terminal_bar_says_what_warms_up_and_its_clock_runs_before_the_first
     assert "00:01" in warming  # its clock ran during the warm-up
     assert "1/2" in shown and "ann\\x1b[31m/homework: not graded" in shown
     assert "\x1b[31m" not in shown
+
+
+@pytest.mark.slow
+def test_a_kernel_that_cannot_start_is_a_grader_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    course = tmp_path / "course"
+    shutil.copytree(ROOT / "solutions", course / "solutions")
+    shutil.copytree(ROOT / "exercises", course / "exercises")
+    shutil.copytree(ROOT / "checks", course / "checks")
+    (course / "pyproject.toml").write_text("[tool.grader]\nmemory_limit_mb = 150\n")
+    notebook = course / "exercises" / "01_autograd_basics.ipynb"
+    code = main(["--course", str(course), "check", str(notebook)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "a kernel died as it started" in err and "memory_limit_mb" in err
