@@ -14,6 +14,8 @@ from grader.expect import (
     as_tensor,
     assert_close,
     assert_finite,
+    assert_history_of_model,
+    assert_tensor_like,
     by_hand_cases,
     fmt,
     module_state,
@@ -66,7 +68,8 @@ def _outputs(student) -> list[tuple[torch.Tensor, torch.Tensor]]:
 @pytest.mark.grade("tanh_derivative", points=2)
 def test_f_prime_matches_autograd(student):
     rtol, atol = tolerance("cpu")
-    for x, got in _outputs(student):
+    for case, (x, got) in zip(student.cases("f_prime"), _outputs(student), strict=True):
+        assert_tensor_like(case.output, "f_prime(x)", tuple(x.shape), x.dtype)
         if x.abs().max() > 10:
             continue
         x64 = x.double().requires_grad_(True)
@@ -103,8 +106,25 @@ def _fresh_error(network: torch.nn.Module, parameters: dict[str, Any], rng) -> f
         return float(((network(x) - (a * x**2 + b * x + c)) ** 2).mean())
 
 
+def _losses_of_the_model(student, reference) -> list[float]:
+    """`losses`, once it is a training history of the returned network: at least ten entries
+    that move, starting at the untrained network's loss and ending at the returned one's (both
+    recomputed on the reference's data)."""
+    losses = as_float_list(student.value("losses"), "losses")
+    x = as_tensor(reference.value("x"), "x").reshape(-1, 1)
+    y = as_tensor(reference.value("y"), "y").reshape(-1, 1)
+    with torch.no_grad():
+        end = float(((_network(student)(x) - y) ** 2).mean())
+    start = as_float_list(reference.value("losses"), "losses")[0]
+    # a mini-batch's loss of the untrained network is only near the whole data's
+    assert_history_of_model(losses, "`losses`", start=start, end=end, min_length=10,
+                            rtol=1e-3, atol=1e-6, start_rtol=0.25)  # fmt: skip
+    return losses
+
+
 @pytest.mark.grade("nonlinear_training", points=3)
 def test_network_fits_fresh_points(student, reference, parameters, rng):
+    _losses_of_the_model(student, reference)
     seed = int(rng.integers(2**31))
     got = _fresh_error(_network(student), parameters, np.random.default_rng(seed))
     expected = _fresh_error(_network(reference), parameters, np.random.default_rng(seed))
@@ -120,10 +140,7 @@ def test_network_fits_fresh_points(student, reference, parameters, rng):
 
 @pytest.mark.grade("nonlinear_training", points=1)
 def test_training_loss_goes_down(student, reference):
-    losses = as_float_list(student.value("losses"), "losses")
-    if len(losses) < 10:
-        raise CheckFailed(f"`losses` has {len(losses)} entries: record the loss at every step")
-    assert_finite(torch.tensor(losses), "the training loss")
+    losses = _losses_of_the_model(student, reference)
     final = min(losses[-10:])
     expected = min(as_float_list(reference.value("losses"), "losses")[-10:])
     if final > 3 * expected or final > losses[0] / 2:

@@ -90,12 +90,17 @@ class Call:
     the notebook's state (like `gradient(x, y)` reading `w` and `b`). The `forbidden` routes
     (keys of `ROUTES`) a case takes are counted, by whatever name or reference it reaches them: a
     gradient "derived by hand" must not run autograd, a hand-written loss not the library's.
+
+    With `input_gradients`, the gradient of the output's sum with respect to each argument that
+    requires grad is computed in the kernel after the call (outside the count): a loss is shown
+    to be differentiable by the gradient that flows back through it, not by a flag it carries.
     """
 
     function: str
     cases: list[tuple[Any, ...]]
     globals_per_case: list[dict[str, Any]] = field(default_factory=list)
     forbidden: tuple[str, ...] = AUTOGRAD
+    input_gradients: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,8 @@ class CaseResult:
     forbidden_calls: int = 0
     # route (a key of ROUTES) -> what the probe saw of it, e.g. "PowBackward0"
     forbidden_routes: dict[str, str] = field(default_factory=dict)
+    input_gradients: tuple[Any, ...] = ()
+    """Per argument: the gradient that flowed back to it, or None (see `Call.input_gradients`)."""
 
 
 # ----------------------------------------------------------------------------- encoding
@@ -273,7 +280,12 @@ def call_request(call: Call) -> str:
         }
         for i, args in enumerate(call.cases)
     ]
-    request = {"function": call.function, "cases": cases, "forbidden": list(call.forbidden)}
+    request = {
+        "function": call.function,
+        "cases": cases,
+        "forbidden": list(call.forbidden),
+        "input_gradients": call.input_gradients,
+    }
     return json.dumps({"call": request})
 
 
@@ -344,12 +356,17 @@ def _call_cases(call: dict[str, Any], namespace: dict[str, Any]) -> Any:
     if not callable(function):
         return {"__dict__": {"missing": True}}
     forbidden = call.get("forbidden", [])
-    cases = [_call_one(function, case, namespace, forbidden) for case in call["cases"]]
+    gradients = bool(call.get("input_gradients"))
+    cases = [_call_one(function, case, namespace, forbidden, gradients) for case in call["cases"]]
     return {"__dict__": {"cases": cases}}
 
 
 def _call_one(
-    function: Any, case: dict[str, Any], namespace: dict[str, Any], forbidden: list[str]
+    function: Any,
+    case: dict[str, Any],
+    namespace: dict[str, Any],
+    forbidden: list[str],
+    gradients: bool = False,
 ) -> Any:
     args = [_kernel_argument(arg) for arg in decode(case["args"])]
     overrides = decode(case["globals"])
@@ -360,6 +377,8 @@ def _call_one(
         with counter:
             output = function(*args)
         result: dict[str, Any] = {"output": encode(output)}
+        if gradients:
+            result["input_gradients"] = encode(_input_gradients(output, args))
     except Exception as error:
         result = {"error": f"{type(error).__name__}: {error}"}
     finally:
@@ -369,6 +388,22 @@ def _call_one(
     result["forbidden_calls"] = counter.calls
     result["forbidden_routes"] = {"__dict__": counter.routes}
     return {"__dict__": result}
+
+
+def _input_gradients(output: Any, args: list[Any]) -> list[Any]:
+    """d(sum of `output`)/d(arg) for each tensor argument that requires grad; None where none
+    flows back (an output cut from the graph, a number wrapped in a fresh tensor)."""
+    import torch
+
+    leaves = [arg for arg in args if isinstance(arg, torch.Tensor) and arg.requires_grad]
+    found: list[Any] = [None] * len(leaves)
+    if isinstance(output, torch.Tensor) and output.requires_grad and leaves:
+        try:
+            found = list(torch.autograd.grad(output.sum(), leaves, allow_unused=True))
+        except RuntimeError:  # no graph reaches the arguments
+            pass
+    grads = iter(found)
+    return [next(grads) if any(arg is leaf for leaf in leaves) else None for arg in args]
 
 
 def _kernel_argument(value: Any) -> Any:
@@ -720,6 +755,7 @@ def _call_results(call: Call, text: str | None, failure: str) -> list[CaseResult
             raise PayloadError("a case of the call's answer is malformed")
         error, calls = case.get("error"), case.get("forbidden_calls", 0)
         globals_ = call.globals_per_case[index] if call.globals_per_case else {}
+        gradients = case.get("input_gradients")
         results.append(
             CaseResult(
                 args=tuple(args),
@@ -728,6 +764,7 @@ def _call_results(call: Call, text: str | None, failure: str) -> list[CaseResult
                 error=clean_message(error) if isinstance(error, str) else None,
                 forbidden_calls=calls if isinstance(calls, int) else 0,
                 forbidden_routes=_routes(case.get("forbidden_routes")),
+                input_gradients=tuple(gradients) if isinstance(gradients, list) else (),
             )
         )
     return results

@@ -240,3 +240,32 @@ def test_popping_the_dispatch_mode_for_good_is_tampering() -> None:
     source = "def gradient(x):\n    torch._C._pop_torch_dispatch_stack(None)\n    return 2 * x"
     _, routes, _ = counted(source, LIBRARY_MSE)
     assert routes == {"tampering": "the grader's dispatch mode was popped"}
+
+
+GRADIENT_FLOW = {
+    # source of `loss(yhat, y)` -> the gradient that flows back to yhat (None: none flows)
+    "def loss(yhat, y):\n    return ((yhat - y) ** 2).mean()": [1.0, 2.0],
+    "def loss(yhat, y):\n    return torch.tensor((yhat - y).pow(2).mean().item()).requires_grad_()":
+        None,
+    "def loss(yhat, y):\n    return ((yhat.detach() - y) ** 2).mean()": None,
+    "def loss(yhat, y):\n    return ((yhat.detach() - y) ** 2).mean() + 0 * yhat.sum()": [0.0, 0.0],
+    "def loss(yhat, y):\n    return ((yhat - y) ** 2).mean().item()": None,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("source", sorted(GRADIENT_FLOW))
+def test_the_gradient_that_flows_back_is_reported_and_not_counted(source: str) -> None:
+    namespace: dict[str, object] = {"torch": torch}
+    exec(source, namespace)
+    yhat = torch.tensor([2.0, 4.0], requires_grad=True)
+    call = {
+        "function": "loss",
+        "cases": [{"args": encode([yhat, torch.tensor([1.0, 2.0])]), "globals": encode({})}],
+        "forbidden": list(AUTOGRAD),
+        "input_gradients": True,
+    }
+    (case,) = decode(_call_cases(call, namespace))["cases"]
+    flowed, target = case["input_gradients"]
+    assert target is None and case["forbidden_calls"] == 0
+    expected = GRADIENT_FLOW[source]
+    assert (flowed is None) if expected is None else flowed.tolist() == expected

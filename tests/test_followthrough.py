@@ -312,8 +312,10 @@ SCENARIOS: dict[str, tuple[str, list[tuple[str, str, str]], set[str], set[str], 
     ),
     "wrong_gradient_and_wrong_sgd_loop": (
         "02_linear_regression_numpy", [WRONG_GRADIENT, SGD_REVERSED],
+        # every sgd check reads `sgd_losses`, which must follow the reference's
         {"manual_gradient::gradient_matches_autograd", "sgd_loop::sgd_matches_reference",
-         "sgd_loop::sgd_losses"}, {"gd_loop"}, 2,
+         "sgd_loop::sgd_losses", "sgd_loop::sgd_recovers_true_weights_and_agrees_with_gd"},
+        {"gd_loop"}, 2,
     ),
     "right_gradient_wrong_gd_loop": (
         "02_linear_regression_numpy", [GD_TOO_SHORT],
@@ -325,8 +327,10 @@ SCENARIOS: dict[str, tuple[str, list[tuple[str, str, str]], set[str], set[str], 
     ),
     "mse_sums_and_training_without_zero_grad": (
         "03_linear_regression_module", [MSE_SUMS, NO_ZERO_GRAD],
+        # both training checks read `costs`, which must follow the reference's
         {"mse_cost::mse_cost_matches_the_definition",
-         "training_loop::training_matches_reference"}, set(), 2,
+         "training_loop::training_matches_reference", "training_loop::training_lowers_the_cost"},
+        set(), 2,
     ),
 }  # fmt: skip
 
