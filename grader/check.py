@@ -119,7 +119,37 @@ def describe_cell_failure(grade_id: str, status: str, ename: str, evalue: str) -
         return f"cell `{grade_id}` was not run: {evalue}"
     if ename == "NotImplementedError":
         return f"cell `{grade_id}` is not done yet (it still raises NotImplementedError)"
-    return f"cell `{grade_id}` raised {ename}: {evalue}"
+    cause = next((hint for text, hint in AUTOGRAD_ERROR_CAUSES if text in evalue), "")
+    return f"cell `{grade_id}` raised {ename}: {evalue}{cause}"
+
+
+AUTOGRAD_ERROR_CAUSES = (
+    (
+        "leaf Variable that requires grad is being used in an in-place operation",
+        " (the update is inside the graph: change the parameters in place within "
+        "`with torch.no_grad():`)",
+    ),
+    (
+        "does not require grad and does not have a grad_fn",
+        " (autograd recorded nothing to differentiate: the parameters need "
+        "`requires_grad=True` and the loss must be computed from them, not from a plain number "
+        "or a detached copy)",
+    ),
+    (
+        "backward through the graph a second time",
+        " (the same graph was differentiated twice: compute the loss again at every step)",
+    ),
+    (
+        "Use tensor.detach().numpy()",
+        " (a tensor that autograd records cannot become numpy: call `.detach()` first)",
+    ),
+    (
+        "'NoneType' object has no attribute 'zero_'",
+        " (a parameter's `.grad` is None: it was replaced by a new tensor (`w = w - ...`), "
+        "which is no longer the leaf autograd fills; update it in place under `torch.no_grad()`)",
+    ),
+)
+"""Parts of torch's error texts, and the mistake in a training step that each one points to."""
 
 
 def run_checks(notebook: str, checks_path: Path, runs: list[VariantRuns]) -> list[CheckResult]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.check import VariantRuns, run_checks
+from grader.check import VariantRuns, describe_cell_failure, run_checks
 from grader.extract import CellStatus, RunData
 from grader.results import FAILED, PASSED
 
@@ -147,3 +147,28 @@ def test_a_failure_on_the_notebooks_own_data_is_told_in_full(tmp_path: Path) -> 
     failed = results["answer_is_forty_two"]
     assert failed.message == "the answer is not 42"
     assert failed.hidden_message == "the hidden variant: the answer is not 42"
+
+
+@pytest.mark.parametrize(
+    ("evalue", "cause"),
+    [
+        (
+            "a leaf Variable that requires grad is being used in an in-place operation.",
+            "the update is inside the graph",
+        ),
+        (
+            "element 0 of tensors does not require grad and does not have a grad_fn",
+            "autograd recorded nothing to differentiate",
+        ),
+        (
+            "Trying to backward through the graph a second time (or directly access saved "
+            "tensors after they have already been freed).",
+            "compute the loss again at every step",
+        ),
+        ("'NoneType' object has no attribute 'zero_'", "a parameter's `.grad` is None"),
+    ],
+)
+def test_autograd_errors_are_named_by_their_cause(evalue: str, cause: str) -> None:
+    message = describe_cell_failure("training_loop", "error", "RuntimeError", evalue)
+    assert message.startswith(f"cell `training_loop` raised RuntimeError: {evalue}")
+    assert cause in message
