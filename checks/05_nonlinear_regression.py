@@ -116,9 +116,10 @@ def _losses_of_the_model(student, reference) -> list[float]:
     with torch.no_grad():
         end = float(((_network(student)(x) - y) ** 2).mean())
     start = as_float_list(reference.value("losses"), "losses")[0]
-    # a mini-batch's loss of the untrained network is only near the whole data's
+    # One mini-batch's loss of the untrained network can be far from the whole data's (an honest
+    # Adam on batches of 100 starts 40 % below it): only a start above twice it is refused.
     assert_history_of_model(losses, "`losses`", start=start, end=end, min_length=10,
-                            rtol=1e-3, atol=1e-6, start_rtol=0.25)  # fmt: skip
+                            rtol=1e-3, atol=1e-6, start_rtol=1.0)  # fmt: skip
     return losses
 
 
