@@ -15,7 +15,8 @@ from typing import Protocol
 from grader.config import Config, hidden_secret
 from grader.course import course_version, find_exercises
 from grader.gradebook import Gradebook
-from grader.grading import GRADER_VERSION, Job, grade_jobs
+from grader.grading import Job, grade_jobs
+from grader.references import GRADER_VERSION
 from grader.results import NotebookResult
 from grader.submissions import Submission, open_submissions
 from grader.zygote import Zygote

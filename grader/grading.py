@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
-import json
 import os
 import threading
 import time
@@ -18,11 +16,9 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from jupyter_core.utils import ensure_event_loop
 from nbformat import NotebookNode
 
@@ -30,7 +26,6 @@ from grader.check import (
     FollowThrough,
     VariantRuns,
     credit_follow_through,
-    describe_cell_failure,
     plan_follow_through,
     run_checks,
 )
@@ -40,17 +35,13 @@ from grader.errors import (
     ConfigError,
     DeviceError,
     GraderError,
-    ReferenceFailedError,
     UnknownNotebookError,
 )
-from grader.execute import ExecutedNotebook, Limits, run_notebook
+from grader.execute import Limits, run_notebook
 from grader.extract import (
     CellStatus,
     RunData,
-    call_request,
     collect_run,
-    probe_sources,
-    values_request,
 )
 from grader.figures import draw_figures
 from grader.notebook import grade_id, is_todo, read_course_notebook
@@ -66,16 +57,21 @@ from grader.prepare import (
     with_parameters,
     with_solution_cells,
 )
+from grader.references import (
+    Questions,
+    ReferenceRequest,
+    collect_record,
+    executed_record,
+    questions,
+    reference_run,
+)
 from grader.results import Answer, CheckResult, NotebookResult
 from grader.sandbox import ResourceLimits, detect_isolation
 from grader.untrusted import clean_text
 from grader.zygote import Zygote, start_zygote
 
-GRADER_VERSION = version("autodiff-grader")
-_REFERENCE_LOCKS: dict[str, threading.Lock] = {}
 _REPORTING_LOCK = threading.Lock()
 MAX_ANSWER_CHARS = 20_000
-MAX_PROBLEM_CHARS = 300  # of a failed reference's error, in the one-line course error
 
 
 @dataclass(frozen=True)
@@ -461,7 +457,7 @@ def _stage_runs(grading: _Grading, index: int, session: _Session, pool: KernelPo
     nb = with_solution_cells(
         grading.prepared.notebook, course.solution, grading.follow_through.substituted
     )
-    student = _student_run(nb, variant, _questions(course.spec, variant), session, pool)
+    student = _student_run(nb, variant, questions(course.spec, variant), session, pool)
     return VariantRuns(variant.label, student, grading.runs[index].reference, variant.hidden)
 
 
@@ -470,37 +466,30 @@ def _variant_runs(
 ) -> VariantRuns:
     """The student's and the reference's runs under one variant, decoded."""
     course, prepared = grading.course, grading.prepared
-    questions = _questions(course.spec, variant)
+    asked = questions(course.spec, variant)
     if prepared.unreadable:
         student = _unrun(variant, prepared.notebook, prepared.unreadable)
     else:
-        student = _student_run(prepared.notebook, variant, questions, session, pool)
-    reference = _reference_run(course, variant, questions.probes, questions.calls, session, pool)
+        student = _student_run(prepared.notebook, variant, asked, session, pool)
+    request = ReferenceRequest(course.exercise, course.solution, variant, asked)
+    cache_dir = session.config.path(session.config.cache_dir)
+    reference = reference_run(request, cache_dir, functools.partial(_record, session, pool))
     return VariantRuns(variant.label, student, reference, variant.hidden)
 
 
-@dataclass(frozen=True)
-class _Questions:
-    """What the checks ask of every run of one variant: the values and the calls, as probes."""
-
-    spec: CheckSpec
-    calls: list[Any]
-    probes: list[str]
-
-
-def _questions(spec: CheckSpec, variant: Variant) -> _Questions:
-    calls = _calls(spec, variant)
-    requests = [values_request(list(spec.values))] + [call_request(c) for c in calls]
-    return _Questions(spec, calls, probe_sources(requests))
+def _record(
+    session: _Session, pool: KernelPool, nb: NotebookNode, probes: list[str]
+) -> dict[str, Any]:
+    return executed_record(run_notebook(nb, probes, session.limits, pool))
 
 
 def _student_run(
-    nb: NotebookNode, variant: Variant, questions: _Questions, session: _Session, pool: KernelPool
+    nb: NotebookNode, variant: Variant, asked: Questions, session: _Session, pool: KernelPool
 ) -> RunData:
     """A prepared notebook run under `variant` and asked the checks' questions, decoded."""
     nb = with_parameters(nb, variant.parameters)
-    executed = run_notebook(nb, questions.probes, session.limits, pool)
-    return _collect(variant, executed_record(executed), questions.spec, questions.calls)
+    record = _record(session, pool, nb, asked.probes)
+    return collect_record(variant, record, asked)
 
 
 def execution_limits(config: Config, workers: int = 1) -> Limits:
@@ -519,28 +508,6 @@ def execution_limits(config: Config, workers: int = 1) -> Limits:
     )
 
 
-def _calls(spec: CheckSpec, variant: Variant) -> list[Any]:
-    if spec.calls is None:
-        return []
-    return spec.calls(dict(variant.parameters), np.random.default_rng(variant.input_seed))
-
-
-def executed_record(executed: ExecutedNotebook) -> dict[str, Any]:
-    """The JSON-ready part of a run that the checks need (and the reference cache keeps)."""
-    return {
-        "cells": {c.grade_id: [c.status, c.ename, c.evalue] for c in executed.cells},
-        "payloads": [[p.payload, p.failure] for p in executed.probes],
-    }
-
-
-def _collect(
-    variant: Variant, record: dict[str, Any], spec: CheckSpec, calls: list[Any]
-) -> RunData:
-    cells = {gid: CellStatus(*fields) for gid, fields in record["cells"].items()}
-    payloads = [(text, failure) for text, failure in record["payloads"]]
-    return collect_run(dict(variant.parameters), cells, payloads, list(spec.values), calls)
-
-
 def _unrun(variant: Variant, nb: NotebookNode, reason: str) -> RunData:
     """The run of a notebook that could not be read: every TO DO cell says why."""
     cells = {
@@ -549,79 +516,3 @@ def _unrun(variant: Variant, nb: NotebookNode, reason: str) -> RunData:
         if is_todo(cell) and (gid := grade_id(cell))
     }
     return collect_run(dict(variant.parameters), cells, [(None, reason)], [], [])
-
-
-def _reference_run(
-    course: _Course,
-    variant: Variant,
-    probes: list[str],
-    calls: list[Any],
-    session: _Session,
-    pool: KernelPool,
-) -> RunData:
-    """The reference solution's run under `variant`, from the cache or run now.
-
-    Only a good run is cached: one in which every cell ran and every value and call came back.
-    A reference that fails is the course's fault, never the student's: ReferenceFailedError.
-    """
-    cache = _reference_cache(course, variant, probes, session)
-    with _REFERENCE_LOCKS.setdefault(cache.stem, threading.Lock()):  # one computes, others wait
-        record = _cached_record(cache)
-        if record is not None:
-            reference = _collect(variant, record, course.spec, calls)
-            if not _reference_failure(reference):  # one from before bad runs were refused
-                return reference
-        nb = with_parameters(course.solution, variant.parameters)
-        record = executed_record(run_notebook(nb, probes, session.limits, pool))
-        reference = _collect(variant, record, course.spec, calls)
-        problem = _reference_failure(reference)
-        if problem:
-            raise ReferenceFailedError(course.exercise.solution_path, variant.label, problem)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        partial.write_text(json.dumps(record), encoding="utf-8")
-        partial.replace(cache)
-    return reference
-
-
-def _reference_cache(
-    course: _Course, variant: Variant, probes: list[str], session: _Session
-) -> Path:
-    """The cache file of one reference run: named after everything the run depends on."""
-    key = hashlib.sha256(
-        json.dumps(
-            [
-                course.exercise.solution_path.read_text(encoding="utf-8"),
-                variant.parameters,
-                probes,
-                version("torch"),
-                GRADER_VERSION,
-            ],
-            sort_keys=True,
-        ).encode()
-    ).hexdigest()
-    return session.config.path(session.config.cache_dir) / "references" / f"{key}.json"
-
-
-def _cached_record(cache: Path) -> dict[str, Any] | None:
-    """The cached record, or None when there is none or it cannot be read (it is run again)."""
-    try:
-        record = json.loads(cache.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(record, dict) or set(record) != {"cells", "payloads"}:
-        return None
-    return record
-
-
-def _reference_failure(reference: RunData) -> str:
-    """What failed in a reference run, in one line; "" when nothing did."""
-    for gid, cell in reference.cells.items():
-        if cell.status != "ok":
-            evalue = cell.evalue.splitlines()[0][:MAX_PROBLEM_CHARS] if cell.evalue else ""
-            return describe_cell_failure(gid, cell.status, cell.ename, evalue)
-    for name, problem in {**reference.problems, **reference.call_problems}.items():
-        if problem in ("", "missing"):
-            return f"`{name}` is not defined after its last cell"
-        return f"`{name}` could not be read: {problem.splitlines()[0][:MAX_PROBLEM_CHARS]}"
-    return ""

@@ -1,0 +1,157 @@
+"""Reference runs: the solution notebook run under a variant, cached, and what the checks need
+from any run (`executed_record`, `collect_record`).
+
+A reference run is the course's, never the student's: one that fails is a
+`ReferenceFailedError`, and only a good run is cached. How a notebook is run is the caller's
+(`RunRecord`), so the same cache serves every way of running notebooks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from nbformat import NotebookNode
+
+from grader.check import describe_cell_failure
+from grader.course import CheckSpec, Exercise
+from grader.errors import ReferenceFailedError
+from grader.execute import ExecutedNotebook
+from grader.extract import (
+    CellStatus,
+    RunData,
+    call_request,
+    collect_run,
+    probe_sources,
+    values_request,
+)
+from grader.prepare import Variant, with_parameters
+
+GRADER_VERSION = version("autodiff-grader")
+MAX_PROBLEM_CHARS = 300  # of a failed reference's error, in the one-line course error
+_LOCKS: dict[str, threading.Lock] = {}
+
+RunRecord = Callable[[NotebookNode, list[str]], dict[str, Any]]
+"""Runs a notebook (already given its variant's parameters) with the probes; its record."""
+
+
+@dataclass(frozen=True)
+class Questions:
+    """What the checks ask of every run of one variant: the values and the calls, as probes."""
+
+    spec: CheckSpec
+    calls: list[Any]
+    probes: list[str]
+
+
+def questions(spec: CheckSpec, variant: Variant) -> Questions:
+    calls = _calls(spec, variant)
+    requests = [values_request(list(spec.values))] + [call_request(c) for c in calls]
+    return Questions(spec, calls, probe_sources(requests))
+
+
+def _calls(spec: CheckSpec, variant: Variant) -> list[Any]:
+    if spec.calls is None:
+        return []
+    return spec.calls(dict(variant.parameters), np.random.default_rng(variant.input_seed))
+
+
+@dataclass(frozen=True)
+class ReferenceRequest:
+    """One reference run to get: the exercise's solution under one variant."""
+
+    exercise: Exercise
+    solution: NotebookNode
+    variant: Variant
+    questions: Questions
+
+
+def executed_record(executed: ExecutedNotebook) -> dict[str, Any]:
+    """The JSON-ready part of a run that the checks need (and the reference cache keeps)."""
+    return {
+        "cells": {c.grade_id: [c.status, c.ename, c.evalue] for c in executed.cells},
+        "payloads": [[p.payload, p.failure] for p in executed.probes],
+    }
+
+
+def collect_record(variant: Variant, record: dict[str, Any], questions: Questions) -> RunData:
+    """A run's record decoded into what the checks read."""
+    cells = {gid: CellStatus(*fields) for gid, fields in record["cells"].items()}
+    payloads = [(text, failure) for text, failure in record["payloads"]]
+    values = list(questions.spec.values)
+    return collect_run(dict(variant.parameters), cells, payloads, values, questions.calls)
+
+
+def reference_run(request: ReferenceRequest, cache_dir: Path, run: RunRecord) -> RunData:
+    """The reference solution's run under the request's variant, from the cache or run now.
+
+    Only a good run is cached: one in which every cell ran and every value and call came back.
+    A reference that fails is the course's fault, never the student's: ReferenceFailedError.
+    """
+    variant, asked = request.variant, request.questions
+    cache = _cache_file(request, cache_dir)
+    with _LOCKS.setdefault(cache.stem, threading.Lock()):  # one computes, others wait
+        record = _cached_record(cache)
+        if record is not None:
+            reference = collect_record(variant, record, asked)
+            if not _reference_failure(reference):  # one from before bad runs were refused
+                return reference
+        record = run(with_parameters(request.solution, variant.parameters), asked.probes)
+        reference = collect_record(variant, record, asked)
+        problem = _reference_failure(reference)
+        if problem:
+            raise ReferenceFailedError(request.exercise.solution_path, variant.label, problem)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        partial.write_text(json.dumps(record), encoding="utf-8")
+        partial.replace(cache)
+    return reference
+
+
+def _cache_file(request: ReferenceRequest, cache_dir: Path) -> Path:
+    """The cache file of one reference run: named after everything the run depends on."""
+    key = hashlib.sha256(
+        json.dumps(
+            [
+                request.exercise.solution_path.read_text(encoding="utf-8"),
+                request.variant.parameters,
+                request.questions.probes,
+                version("torch"),
+                GRADER_VERSION,
+            ],
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()
+    return cache_dir / "references" / f"{key}.json"
+
+
+def _cached_record(cache: Path) -> dict[str, Any] | None:
+    """The cached record, or None when there is none or it cannot be read (it is run again)."""
+    try:
+        record = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or set(record) != {"cells", "payloads"}:
+        return None
+    return record
+
+
+def _reference_failure(reference: RunData) -> str:
+    """What failed in a reference run, in one line; "" when nothing did."""
+    for gid, cell in reference.cells.items():
+        if cell.status != "ok":
+            evalue = cell.evalue.splitlines()[0][:MAX_PROBLEM_CHARS] if cell.evalue else ""
+            return describe_cell_failure(gid, cell.status, cell.ename, evalue)
+    for name, problem in {**reference.problems, **reference.call_problems}.items():
+        if problem in ("", "missing"):
+            return f"`{name}` is not defined after its last cell"
+        return f"`{name}` could not be read: {problem.splitlines()[0][:MAX_PROBLEM_CHARS]}"
+    return ""
