@@ -32,9 +32,8 @@ from grader.notebook import (
     render_parameters,
     todo_ids,
 )
-from grader.untrusted import display_name, runnable_source
+from grader.untrusted import MAX_NOTEBOOK_BYTES, display_name, runnable_source
 
-MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024
 MAX_INTEGER_DIGITS = 4300  # Python's own limit for converting text to int (sys.int_info)
 RUNS_PER_NOTEBOOK = 2  # the length of every `variants` list
 

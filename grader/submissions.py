@@ -36,8 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 from grader.errors import SubmissionsError
-from grader.prepare import MAX_NOTEBOOK_BYTES
-from grader.untrusted import display_name, safe_file_name
+from grader.untrusted import MAX_NOTEBOOK_BYTES, display_name, safe_file_name
 
 SKIPPED_FOLDERS = {"__MACOSX", ".ipynb_checkpoints"}
 MAX_ARCHIVE_ENTRIES = 100_000

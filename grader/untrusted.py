@@ -33,6 +33,8 @@ MAX_NAME_CHARS = 200
 """A name (student, file, archive entry) is cut to this many characters, ending in a hash."""
 MAX_FILE_NAME_BYTES = 255
 """What Linux, macOS and Windows file systems accept in one path component."""
+MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024
+"""A notebook file or archive entry is read up to this many bytes; a larger one is not graded."""
 _UNSAFE_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
 _HASH_CHARS = 12
 _SURROGATE = re.compile("[\ud800-\udfff]")

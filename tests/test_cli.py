@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
+import subprocess
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -159,3 +162,56 @@ def test_a_kernel_that_cannot_start_is_a_grader_error(
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1, err
     assert "a kernel died as it started" in err and "memory_limit_mb" in err
+
+
+HEAVY_MODULES = ("pytest", "numpy", "torch", "nbformat", "nbclient")
+# Records a graded notebook, then runs each light command in one fresh interpreter and prints
+# which heavy modules each has loaded so far (the gradebook API the script uses counts too).
+LIGHT_COMMANDS = """
+import json, sys
+from datetime import datetime
+from pathlib import Path
+from grader.cli import main
+from grader.gradebook import Gradebook
+from grader.results import PASSED, CheckResult, NotebookResult
+from grader.submissions import Submission
+
+heavy, work = json.loads(sys.argv[1]), Path(sys.argv[2])
+def loaded():
+    return sorted(name for name in heavy if name in sys.modules)
+seen = {"imports": loaded()}
+db = str(work / "g.db")
+check = CheckResult("01_a", "cell", "check", 1.0, 1.0, PASSED)
+submission = Submission("ann", "01_a", Path("ann/01_a.ipynb"), "ann/01_a.ipynb", "0" * 64,
+                        datetime(2026, 11, 20))
+with Gradebook(db) as gradebook:
+    gradebook.record(submission, NotebookResult("01_a", submission.file, (check,)), "1", "v")
+(work / "roster.csv").write_text("id,name,email,section\\nann,Ann,ann@example.org,A\\n")
+commands = {
+    "--help": ["--help"],
+    "roster": ["roster", "import", str(work / "roster.csv"), "--db", db],
+    "export": ["export", "--db", db, "--csv", str(work / "g.csv"), "--junit", str(work / "g.xml"),
+               "--results-dir", str(work / "results")],
+    "feedback": ["feedback", "--db", db, "--out", str(work / "pages")],
+}
+for name, argv in commands.items():
+    main(argv)
+    seen[name] = loaded()
+print(json.dumps(seen))
+"""
+
+
+def test_light_commands_import_no_pytest_numpy_torch_or_nbclient(tmp_path: Path) -> None:
+    """`--help`, `roster`, `export` and `feedback` do not pay for the grading pipeline's imports
+    (about 0.4 s each): a constant they need lives in a light module, the rest is imported late."""
+    completed = subprocess.run(
+        [sys.executable, "-c", LIGHT_COMMANDS, json.dumps(HEAVY_MODULES), str(tmp_path)],
+        capture_output=True, text=True, check=True, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    seen = json.loads(completed.stdout.splitlines()[-1])
+    assert (tmp_path / "g.csv").exists() and (tmp_path / "pages" / "index.html").exists()
+    assert {name: seen[name] for name in ("imports", "--help", "roster", "export")} == {
+        "imports": [], "--help": [], "roster": [], "export": [],
+    }  # fmt: skip
+    # The class page's charts are drawn with matplotlib, which needs numpy: nothing else.
+    assert seen["feedback"] == ["numpy"]
