@@ -37,6 +37,13 @@ class Config:
     """pytest modules, one per notebook, named `<notebook>.py`."""
     cache_dir: str = ".grader-cache"
     """Where reference results are kept between runs."""
+    kit: bool = False
+    """This folder is a student kit (`grader release`): no solutions, no secret; `check` grades
+    the public variant against the results in `references_dir`."""
+    references_dir: str = "references"
+    """A kit's precomputed reference results (`grader.precomputed`)."""
+    notebooks_dir: str = ""
+    """The notebooks `grader check` checks when none is named ("": `exercises_dir`)."""
     device: str = "auto"
     """`cpu`, `cuda`, or `auto` (cuda when available)."""
     cell_timeout: float = 60.0

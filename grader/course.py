@@ -54,16 +54,17 @@ class CheckSpec:
 
 
 def find_exercises(config: Config) -> dict[str, Exercise]:
-    """Every exercise that has a solution notebook, by name."""
-    solutions = config.path(config.solutions_dir)
+    """Every exercise that has a solution notebook (in a student kit, which has no solutions:
+    an exercise notebook), by name."""
+    found = config.path(config.exercises_dir if config.kit else config.solutions_dir)
     return {
         path.stem: Exercise(
             name=path.stem,
             exercise_path=config.path(config.exercises_dir) / path.name,
-            solution_path=path,
+            solution_path=config.path(config.solutions_dir) / path.name,
             checks_path=config.path(config.checks_dir) / f"{path.stem}.py",
         )
-        for path in sorted(solutions.glob("*.ipynb"))
+        for path in sorted(found.glob("*.ipynb"))
     }
 
 

@@ -94,3 +94,8 @@ class ExportError(GraderError):
 
 class RosterError(GraderError):
     """A class roster cannot be read (not a file, not one of the formats read, ids repeated)."""
+
+
+class PrecomputedMismatchError(CourseError):
+    """Precomputed reference results (a student kit's) have none for this exercise, grader
+    version, checks module or device: the message says which, and what to install or fetch."""

@@ -46,6 +46,7 @@ from grader.extract import (
 from grader.figures import draw_figures
 from grader.notebook import grade_id, is_todo, read_course_notebook
 from grader.pool import KernelPool
+from grader.precomputed import load_reference
 from grader.prepare import (
     RUNS_PER_NOTEBOOK,
     PreparedNotebook,
@@ -53,6 +54,7 @@ from grader.prepare import (
     check_dependencies,
     edited_todo_cells,
     prepare_submission,
+    public_variant,
     variants,
     with_parameters,
     with_solution_cells,
@@ -171,12 +173,13 @@ def grade_jobs(
 
     exercises = find_exercises(config)
     runnable = sum(1 for job in jobs if not job.problem and job.exercise in exercises)
-    count = min(workers or os.cpu_count() or 1, RUNS_PER_NOTEBOOK * runnable)  # no idle kernels
+    runs_per_notebook = 1 if config.kit else RUNS_PER_NOTEBOOK  # a kit has no hidden variant
+    count = min(workers or os.cpu_count() or 1, runs_per_notebook * runnable)  # no idle kernels
     with contextlib.ExitStack() as stack:
         if zygote is None and count:  # importing torch while the checks modules load here
             zygote = stack.enter_context(start_zygote())
         pending: deque[tuple[int, Job, _Course]] = deque()
-        for index, (job, course) in enumerate(_match(jobs, exercises)):
+        for index, (job, course) in enumerate(_match(jobs, exercises, config.kit)):
             if isinstance(course, GraderError):  # nothing to run: reported at once
                 report(index, NotebookResult(job.exercise, str(job.path), (), error=str(course)))
             else:
@@ -184,7 +187,8 @@ def grade_jobs(
         if count:
             limits = execution_limits(config, count)
             device = resolve_device(config.device)
-            session = _Session(config, device, limits, hidden_secret(config))
+            secret = 0 if config.kit else hidden_secret(config)  # a kit has none, nor needs one
+            session = _Session(config, device, limits, secret)
             pools = [
                 KernelPool(limits.resources, limits.threads, zygote=zygote) for _ in range(count)
             ]
@@ -305,7 +309,7 @@ def _run_workers(
 
 
 def _match(
-    jobs: list[Job], exercises: dict[str, Exercise]
+    jobs: list[Job], exercises: dict[str, Exercise], kit: bool
 ) -> list[tuple[Job, _Course | GraderError]]:
     """Each job with its exercise, loaded once per exercise, or why it has none."""
     courses: dict[str, _Course] = {}
@@ -320,7 +324,7 @@ def _match(
             planned.append((job, error))
             continue
         if exercise.name not in courses:
-            courses[exercise.name] = _load_course(exercise)
+            courses[exercise.name] = _load_course(exercise, kit)
         planned.append((job, courses[exercise.name]))
     return planned
 
@@ -355,13 +359,11 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
-def _load_course(exercise: Exercise) -> _Course:
-    course = _Course(
-        exercise,
-        read_course_notebook(exercise.exercise_path),
-        read_course_notebook(exercise.solution_path),
-        load_check_spec(exercise),
-    )
+def _load_course(exercise: Exercise, kit: bool) -> _Course:
+    pristine = read_course_notebook(exercise.exercise_path)
+    # A kit has no solutions: its references are precomputed, and it gives no follow-through.
+    solution = pristine if kit else read_course_notebook(exercise.solution_path)
+    course = _Course(exercise, pristine, solution, load_check_spec(exercise))
     for nb in (course.pristine, course.solution):  # the follow-through run takes cells from both
         check_dependencies(nb, exercise.name, course.spec.depends_on)
     return course
@@ -371,13 +373,11 @@ def _start_grading(index: int, path: Path, course: _Course, session: _Session) -
     """Read a submitted notebook and plan its runs."""
     started = time.monotonic()
     prepared = prepare_submission(path, course.pristine)
-    plan = variants(
-        course.pristine,
-        course.exercise.name,
-        course.spec,
-        session.device,
-        session.hidden_seed,
-    )
+    name = course.exercise.name
+    if session.config.kit:
+        plan = [public_variant(course.pristine, name, session.device)]
+    else:
+        plan = variants(course.pristine, name, course.spec, session.device, session.hidden_seed)
     return _Grading(index, path, course, prepared, plan, started)
 
 
@@ -393,7 +393,7 @@ def _conclude(
         grading.seconds = time.monotonic() - grading.started
         edited = edited_todo_cells(grading.prepared.notebook, course.pristine)
         follow_through = plan_follow_through(grading.checks, course.spec.depends_on, edited)
-        if follow_through is not None:
+        if follow_through is not None and not session.config.kit:
             return follow_through
     report(grading.index, _result(grading, session))
     return None
@@ -471,9 +471,14 @@ def _variant_runs(
         student = _unrun(variant, prepared.notebook, prepared.unreadable)
     else:
         student = _student_run(prepared.notebook, variant, asked, session, pool)
-    request = ReferenceRequest(course.exercise, course.solution, variant, asked)
-    cache_dir = session.config.path(session.config.cache_dir)
-    reference = reference_run(request, cache_dir, functools.partial(_record, session, pool))
+    config = session.config
+    if config.kit:
+        store = config.path(config.references_dir)
+        reference = load_reference(store, course.exercise.name, variant, asked)
+    else:
+        request = ReferenceRequest(course.exercise, course.solution, variant, asked)
+        cache_dir = config.path(config.cache_dir)
+        reference = reference_run(request, cache_dir, functools.partial(_record, session, pool))
     return VariantRuns(variant.label, student, reference, variant.hidden)
 
 

@@ -212,17 +212,28 @@ def _source_text(cell: Any) -> str | None:
     return source if isinstance(source, str) else None
 
 
+def public_variant(exercise: NotebookNode, name: str, device: str) -> Variant:
+    """The run on the notebook's own parameters. Nothing of it depends on the hidden secret (its
+    inputs' seed comes from the notebook's name), so a student kit can plan it too."""
+    own = {**read_parameters(exercise, name), "device": device}
+    return Variant("the notebook's own data", own, input_seed=zlib.crc32(name.encode()))
+
+
 def variants(
     exercise: NotebookNode, name: str, spec: CheckSpec, device: str, hidden_seed: int
 ) -> list[Variant]:
-    """The two runs of every notebook: its own parameters, and the hidden variant."""
-    own = {**read_parameters(exercise, name), "device": device}
+    """The two runs of every notebook: its own parameters, and the hidden variant.
+
+    The hidden variant follows from the secret, the notebook's name and the checks module's
+    `hidden_parameters` only: every student of a class gets the same one.
+    """
+    own = public_variant(exercise, name, device)
     rng = np.random.default_rng([hidden_seed, zlib.crc32(name.encode())])
-    hidden = {**own, "seed": int(rng.integers(1, 2**31 - 1))}
+    hidden = {**own.parameters, "seed": int(rng.integers(1, 2**31 - 1))}
     if spec.hidden_parameters is not None:
-        hidden.update(spec.hidden_parameters(dict(own), rng))
+        hidden.update(spec.hidden_parameters(dict(own.parameters), rng))
     return [
-        Variant("the notebook's own data", own, input_seed=int(rng.integers(2**31))),
+        own,
         Variant("the hidden variant", hidden, input_seed=int(rng.integers(2**31)), hidden=True),
     ]
 

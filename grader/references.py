@@ -96,24 +96,28 @@ def reference_run(request: ReferenceRequest, cache_dir: Path, run: RunRecord) ->
     Only a good run is cached: one in which every cell ran and every value and call came back.
     A reference that fails is the course's fault, never the student's: ReferenceFailedError.
     """
+    record = reference_record(request, cache_dir, run)
+    return collect_record(request.variant, record, request.questions)
+
+
+def reference_record(request: ReferenceRequest, cache_dir: Path, run: RunRecord) -> dict[str, Any]:
+    """The record of the reference run `reference_run` decodes (what `grader.precomputed`
+    stores)."""
     variant, asked = request.variant, request.questions
     cache = _cache_file(request, cache_dir)
     with _LOCKS.setdefault(cache.stem, threading.Lock()):  # one computes, others wait
         record = _cached_record(cache)
-        if record is not None:
-            reference = collect_record(variant, record, asked)
-            if not _reference_failure(reference):  # one from before bad runs were refused
-                return reference
+        if record is not None and not reference_failure(collect_record(variant, record, asked)):
+            return record  # (a bad one is from before bad runs were refused: run again)
         record = run(with_parameters(request.solution, variant.parameters), asked.probes)
-        reference = collect_record(variant, record, asked)
-        problem = _reference_failure(reference)
+        problem = reference_failure(collect_record(variant, record, asked))
         if problem:
             raise ReferenceFailedError(request.exercise.solution_path, variant.label, problem)
         cache.parent.mkdir(parents=True, exist_ok=True)
         partial = cache.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         partial.write_text(json.dumps(record), encoding="utf-8")
         partial.replace(cache)
-    return reference
+    return record
 
 
 def _cache_file(request: ReferenceRequest, cache_dir: Path) -> Path:
@@ -139,12 +143,15 @@ def _cached_record(cache: Path) -> dict[str, Any] | None:
         record = json.loads(cache.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(record, dict) or set(record) != {"cells", "payloads"}:
-        return None
-    return record
+    return record if is_record(record) else None
 
 
-def _reference_failure(reference: RunData) -> str:
+def is_record(record: object) -> bool:
+    """Whether `record` has the shape `executed_record` gives (checked before decoding it)."""
+    return isinstance(record, dict) and set(record) == {"cells", "payloads"}
+
+
+def reference_failure(reference: RunData) -> str:
     """What failed in a reference run, in one line; "" when nothing did."""
     for gid, cell in reference.cells.items():
         if cell.status != "ok":
