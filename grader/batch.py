@@ -14,12 +14,12 @@ from typing import Protocol
 
 from grader.config import Config, hidden_secret
 from grader.course import course_version, find_exercises
+from grader.engine.client import Zygote
 from grader.gradebook import Gradebook
 from grader.grading import Job, grade_jobs
 from grader.references import GRADER_VERSION
 from grader.results import NotebookResult
 from grader.submissions import Submission, open_submissions
-from grader.zygote import Zygote
 
 
 class Progress(Protocol):

@@ -206,7 +206,7 @@ def _database_option(command: argparse.ArgumentParser) -> None:
 
 
 def _check(args: argparse.Namespace, config: Config) -> int:
-    from grader.zygote import start_zygote
+    from grader.engine.client import start_zygote
 
     started = time.monotonic()
     workers = _workers(args)
@@ -239,7 +239,7 @@ def _workers(args: argparse.Namespace) -> int | None:
 
 
 def _grade(args: argparse.Namespace, config: Config) -> int:
-    from grader.zygote import start_zygote
+    from grader.engine.client import start_zygote
 
     workers = _workers(args)
     config = _secured(config)

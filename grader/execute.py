@@ -20,10 +20,11 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_output
 
+from grader.engine.jail import KernelJail
+from grader.engine.limits import ResourceLimits
 from grader.extract import MAX_PAYLOAD_CHARS, MIME_TYPE
 from grader.notebook import grade_id
 from grader.pool import KernelPool, WarmKernel
-from grader.sandbox import KernelJail, ResourceLimits
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,9 @@ from grader.check import (
 )
 from grader.config import Config, hidden_secret
 from grader.course import CheckSpec, Exercise, exercise_for, find_exercises, load_check_spec
+from grader.engine.client import Zygote, start_zygote
+from grader.engine.isolation import detect_isolation
+from grader.engine.limits import ResourceLimits
 from grader.errors import (
     ConfigError,
     DeviceError,
@@ -68,9 +71,7 @@ from grader.references import (
     reference_run,
 )
 from grader.results import Answer, CheckResult, NotebookResult
-from grader.sandbox import ResourceLimits, detect_isolation
 from grader.untrusted import clean_text
-from grader.zygote import Zygote, start_zygote
 
 _REPORTING_LOCK = threading.Lock()
 MAX_ANSWER_CHARS = 20_000

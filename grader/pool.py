@@ -1,7 +1,7 @@
 """Warm kernels: launched ahead of need, each used for exactly one notebook run.
 
 A kernel's start and the import of torch, numpy and matplotlib take about three seconds, longer
-than many notebooks run. Where the machine allows it, each pool has a zygote (`grader.zygote`)
+than many notebooks run. Where the machine allows it, each pool has a zygote (`grader.engine`)
 that imports them once and forks every kernel, already warm, into a sandbox of its own; otherwise
 the pool launches jailed kernels with those modules imported at their start. Either way the pool
 launches the next kernel, and kills a used one, on a thread of its own while the current run goes
@@ -31,10 +31,14 @@ from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 from jupyter_core.utils import ensure_event_loop, run_sync
 from traitlets import Type
 
+from grader.engine.client import Zygote
+from grader.engine.isolation import detect_isolation
+from grader.engine.jail import KERNEL_LAUNCHER, KernelJail
+from grader.engine.job import Job
+from grader.engine.limits import ResourceLimits, rlimits
+from grader.engine.zygote_loop import WARM_MODULES
 from grader.errors import KernelStartError
 from grader.kernel_messages import SOCKET_OPTIONS, GuardedChannel, GuardedShellChannel, MessageGuard
-from grader.sandbox import KERNEL_LAUNCHER, KernelJail, ResourceLimits, detect_isolation, rlimits
-from grader.zygote import WARM_MODULES, Job, Zygote
 
 # Run by ipykernel at start-up, outside the notebook's history; the loop variable is removed.
 WARM_UP = [

@@ -13,8 +13,8 @@ from nbformat import NotebookNode
 
 from grader.assign import assign
 from grader.config import Config, load_config
+from grader.engine.runs import RUN_ROOT
 from grader.notebook import grade_id
-from grader.sandbox import RUN_ROOT
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = [

@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from grader import sandbox
-from grader.sandbox import KERNEL_LAUNCHER, RUN_ROOT, Isolation, KernelJail, ResourceLimits
+from grader.engine import runs
+from grader.engine.isolation import Isolation
+from grader.engine.jail import KERNEL_LAUNCHER, KernelJail
+from grader.engine.limits import ResourceLimits
+from grader.engine.runs import RUN_ROOT
 from tests.conftest import ROOT
 
 
@@ -85,8 +88,8 @@ def test_what_a_killed_grader_left_behind_is_removed(jail: KernelJail) -> None:
     groups = [group.parent / f"run-{gone.pid}-abcd" for group in jail.cgroups]
     for group in groups:
         group.mkdir()
-    sandbox.remove_stale_runs.cache_clear()
-    sandbox.remove_stale_runs()
+    runs.remove_stale_runs.cache_clear()
+    runs.remove_stale_runs()
     assert not left.exists() and not zygote.exists()
     assert [group for group in groups if group.exists()] == []
     # This process's own run is still running: it stays.

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from jupyter_core.utils import ensure_event_loop
 
-from grader import sandbox
+from grader.engine import isolation as engine_isolation
+from grader.engine.isolation import detect_isolation
+from grader.engine.policy import SYSTEM_FILES, SYSTEM_PATHS, Mount, sandbox_plan
 from grader.execute import ExecutedNotebook, Limits, run_notebook
 from grader.pool import KernelPool, WarmKernel, discard
-from grader.sandbox import SYSTEM_FILES, SYSTEM_PATHS, detect_isolation
-from grader.zygote import Mount, sandbox_plan
 from tests.conftest import ROOT, make_cell, make_notebook
 
 forked = pytest.mark.skipif(
@@ -36,12 +36,12 @@ def test_sandbox_plan_shows_nothing_of_the_course(tmp_path: Path) -> None:
 
 
 def test_without_a_zygote_the_isolation_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sandbox, "_zygote_problem", lambda: "no mount_setattr here")
-    sandbox.detect_isolation.cache_clear()
+    monkeypatch.setattr(engine_isolation, "_zygote_problem", lambda: "no mount_setattr here")
+    engine_isolation.detect_isolation.cache_clear()
     try:
-        isolation = sandbox.detect_isolation()
+        isolation = engine_isolation.detect_isolation()
     finally:
-        sandbox.detect_isolation.cache_clear()
+        engine_isolation.detect_isolation.cache_clear()
     assert not isolation.forked
     assert "no mount_setattr here" in isolation.description or not isolation.sandboxed
 

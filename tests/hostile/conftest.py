@@ -63,7 +63,7 @@ def _descends_from_us(pid: int) -> bool:
 
 def _kernel_processes() -> dict[int, str]:
     """Kernel-side processes this test process started (other graders may run beside it)."""
-    pattern = "ipykernel_launcher|grader-jail|grader.zygote|sleep 1000"
+    pattern = "ipykernel_launcher|grader-jail|grader.engine.zygote_loop|sleep 1000"
     out = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True, check=False)
     lines = [line.split(" ", 1) for line in out.stdout.splitlines()]
     return {int(pid): command[:120] for pid, command in lines if _descends_from_us(int(pid))}

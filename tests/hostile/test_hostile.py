@@ -12,7 +12,7 @@ import pytest
 
 from grader.cli import main
 from grader.config import Config
-from grader.sandbox import detect_isolation
+from grader.engine.isolation import detect_isolation
 from tests.conftest import mini_solution, submission, write
 from tests.hostile.conftest import grade, messages
 

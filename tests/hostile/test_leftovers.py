@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from grader import sandbox
 from grader.config import Config
-from grader.sandbox import remove_stale_runs, remove_tree
+from grader.engine import limits, runs
+from grader.engine.runs import remove_stale_runs, remove_tree
 from tests.conftest import submission
 from tests.hostile.conftest import grade, messages
 
@@ -77,8 +77,8 @@ def _dead_pid() -> int:
 @pytest.fixture
 def run_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run directories and cgroups of this test's own, where stale ones are looked for."""
-    monkeypatch.setattr(sandbox, "RUN_ROOT", str(tmp_path / "runs"))
-    monkeypatch.setattr(sandbox, "CGROUP_V1", tmp_path / "cgroup")
+    monkeypatch.setattr(runs, "RUN_ROOT", str(tmp_path / "runs"))
+    monkeypatch.setattr(limits, "CGROUP_V1", tmp_path / "cgroup")
     (tmp_path / "runs").mkdir()
     return tmp_path / "runs"
 
@@ -90,7 +90,7 @@ def test_a_dead_graders_leftovers_are_removed_and_a_live_ones_kept(
         run_root / f"grader-run-{_dead_pid()}-x1",
         run_root / f"grader-run-{os.getpid()}-y",
     )
-    stale_group = sandbox.CGROUP_V1 / "pids" / "grader" / f"run-{_dead_pid()}-z"
+    stale_group = limits.CGROUP_V1 / "pids" / "grader" / f"run-{_dead_pid()}-z"
     for folder in (dead, alive, stale_group):
         folder.mkdir(parents=True)
     make_leftovers(str(dead), 1000)

@@ -1,0 +1,128 @@
+"""One notebook run's private directory, cgroups and kernel command, on the grader's side.
+
+Inside the sandbox the kernel has no network, a read-only view of the system and of the Python
+installation, a private writable working directory, and no view of anything else: not the course
+(`solutions/`, `checks/`), not other submissions, not the grader's output. It talks to the grader
+over Unix sockets in that directory (jupyter_client's IPC transport).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+import uuid
+from pathlib import Path
+
+from grader.engine.isolation import Isolation
+from grader.engine.limits import ResourceLimits, create_cgroups, kill_all, remove_cgroup, rlimits
+from grader.engine.policy import SYSTEM_FILES, SYSTEM_PATHS
+from grader.engine.runs import remove_stale_runs, remove_tree, run_directory
+
+KERNEL_LAUNCHER = [sys.executable, "-m", "ipykernel_launcher"]
+
+
+class KernelJail:
+    """The private directory, cgroups and launch command of one notebook run.
+
+    `close()` kills whatever is left in the run's cgroups and deletes the directory.
+    """
+
+    def __init__(self, limits: ResourceLimits, isolation: Isolation) -> None:
+        self.limits = limits
+        self.isolation = isolation
+        remove_stale_runs()
+        self.directory = run_directory("run")
+        self.cgroups = create_cgroups(f"run-{os.getpid()}-{uuid.uuid4().hex[:12]}", limits)
+
+    def close(self) -> None:
+        """Kill whatever is left of the run and delete its cgroups and directory."""
+        self.kill_everything()
+        for group in self.cgroups:
+            remove_cgroup(group)
+        remove_tree(self.directory)  # what stays is removed by the next grader, and reported
+
+    @property
+    def connection_file(self) -> Path:
+        return self.directory / "kernel.json"
+
+    def kernel_argv(self) -> list[str]:
+        """The kernel's command line, with `{connection_file}` for jupyter_client to fill in.
+
+        A forked kernel gets the bare command: the zygote applies the sandbox and the limits.
+        """
+        kernel = [*KERNEL_LAUNCHER, "-f", "{connection_file}"]
+        if self.isolation.forked:
+            return kernel
+        if self.isolation.sandboxed:
+            kernel = self._bwrap_argv() + kernel
+        limits = [f"--{name}={value}" for name, value in rlimits(self.limits).items()]
+        kernel = ["prlimit", *limits, "--", *kernel]
+        if self.cgroups:
+            joins = " && ".join(
+                f'echo $$ > "${index}"' for index in range(1, len(self.cgroups) + 1)
+            )
+            kernel = [
+                "/bin/sh",
+                "-c",
+                f'{joins} && shift {len(self.cgroups)} && exec "$@"',
+                "grader-jail",
+                *(str(group / "cgroup.procs") for group in self.cgroups),
+                *kernel,
+            ]
+        return kernel
+
+    def environment(self, threads: int) -> dict[str, str]:
+        """A clean environment for the kernel: nothing of the grader's leaks into it."""
+        return kernel_environment(self.directory, threads)
+
+    def ran_out_of_memory(self) -> bool:
+        """Whether the memory cgroup killed a process of this run."""
+        for group in self.cgroups:
+            control = group / "memory.oom_control"
+            if control.is_file():
+                for line in control.read_text().splitlines():
+                    name, _, value = line.partition(" ")
+                    if name == "oom_kill" and value.strip() not in ("", "0"):
+                        return True
+        return False
+
+    def kill_everything(self) -> None:
+        """SIGKILL every process still in the run's cgroups."""
+        kill_all(*self.cgroups)
+
+    def _bwrap_argv(self) -> list[str]:
+        argv = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+        argv += ["--hostname", "sandbox", "--unsetenv", "JPY_PARENT_PID"]
+        for path in SYSTEM_PATHS:
+            if os.path.islink(path):
+                argv += ["--symlink", os.readlink(path), path]
+            elif os.path.isdir(path):
+                argv += ["--ro-bind", path, path]
+        for path in SYSTEM_FILES:
+            argv += ["--ro-bind-try", path, path]
+        # The kernel is uid 0 on the host: sysctls must not be writable (core_pattern!).
+        argv += ["--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys"]
+        argv += ["--dev", "/dev", "--tmpfs", "/tmp"]
+        for device in sorted(glob.glob("/dev/nvidia*")):  # CUDA runs need the GPU's devices
+            argv += ["--dev-bind", device, device]
+        for prefix in sorted({sys.prefix, sys.base_prefix, sys.exec_prefix}):
+            argv += ["--ro-bind", prefix, prefix]
+        directory = str(self.directory)
+        return [*argv, "--bind", directory, directory, "--chdir", directory]
+
+
+def kernel_environment(home: Path, threads: int) -> dict[str, str]:
+    """The whole environment of a kernel (or of the zygote) whose home is `home`."""
+    return {
+        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "MPLBACKEND": "agg",
+        "MPLCONFIGDIR": f"{home}/.matplotlib",
+        "IPYTHONDIR": f"{home}/.ipython",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+    }
