@@ -287,9 +287,13 @@ class _Collector:
 
 
 def _grade_of(node: Any) -> tuple[str, float]:
-    marker = node.get_closest_marker(GRADE_MARKER)
+    return grade_marker(node.name, node.get_closest_marker(GRADE_MARKER))
+
+
+def grade_marker(check: str, marker: pytest.Mark | None) -> tuple[str, float]:
+    """The TO DO cell and the points of a check's `@pytest.mark.grade(grade_id, points=...)`."""
     if marker is None or not marker.args:
-        raise CourseError(f"check {node.name} has no @pytest.mark.grade(grade_id, points=...)")
+        raise CourseError(f"check {check} has no @pytest.mark.grade(grade_id, points=...)")
     return str(marker.args[0]), float(marker.kwargs.get("points", 1))
 
 

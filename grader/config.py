@@ -8,6 +8,7 @@ import secrets
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 HIDDEN_SEED_ENV = "GRADER_HIDDEN_SEED"
 COURSE_ENV = "GRADER_COURSE"
+MAX_GRACE_MINUTES = 365 * 24 * 60
 SECRET_BITS = 128  # far past guessing: the seeds of the hidden variants follow from the secret
 
 
@@ -63,6 +65,16 @@ class Config:
     unset: the one kept in `secret_file`, made at random the first time it is needed."""
     secret_file: str = ".grader-secret/hidden_seed"
     """Where the secret the grader made itself is kept; its folder tells git to ignore it."""
+    due: dict[str, datetime] = field(default_factory=dict)
+    """`[tool.grader.due]`: notebook -> when it is due (with its UTC offset); none: never late."""
+    late_grace_minutes: float = 0.0
+    """Minutes after the due time that still count as on time."""
+    late_penalty_per_day: float = 0.0
+    """Share of the notebook's maximum taken off per day late, or part of one (0.1: 10 %)."""
+    late_penalty_cap: float = 1.0
+    """The largest share of the maximum late work can lose (1.0: all of it)."""
+    extensions: dict[str, dict[str, datetime]] = field(default_factory=dict)
+    """`[tool.grader.extensions]`: student id -> notebook -> their own due time."""
 
     def path(self, folder: str) -> Path:
         """Absolute path of one of the course folders named above."""
@@ -175,7 +187,69 @@ def _validated(table: dict[str, Any], source: Path) -> dict[str, Any]:
             )
     if "hidden_seed" in table:
         _secret(str(table["hidden_seed"]), f"{source}: [tool.grader] hidden_seed")
-    return dict(table)
+    return {**table, **_late_policy(table, source)}
+
+
+def _late_policy(table: dict[str, Any], source: Path) -> dict[str, Any]:
+    """The late-work keys of `table`, checked, with their due times as aware datetimes."""
+    notebooks = {path.stem for path in _solutions(table, source.parent)}
+    for key in ("late_penalty_per_day", "late_penalty_cap"):
+        if not 0 <= table.get(key, 0) <= 1:
+            raise ConfigError(
+                f"{source}: [tool.grader] {key} is a share of the notebook's maximum, "
+                f"from 0 to 1; got {table[key]!r}"
+            )
+    if not 0 <= table.get("late_grace_minutes", 0) <= MAX_GRACE_MINUTES:
+        raise ConfigError(
+            f"{source}: [tool.grader] late_grace_minutes must be from 0 to {MAX_GRACE_MINUTES} "
+            f"(a year); got {table['late_grace_minutes']!r}"
+        )
+    policy: dict[str, Any] = {}
+    if "due" in table:
+        policy["due"] = _due_times(table["due"], notebooks, f"{source}: [tool.grader.due]")
+    if "extensions" in table:
+        policy["extensions"] = {
+            str(student): _due_times(
+                times, notebooks, f"{source}: [tool.grader.extensions.{student}]"
+            )
+            for student, times in table["extensions"].items()
+        }
+    return policy
+
+
+def _solutions(table: dict[str, Any], root: Path) -> list[Path]:
+    folder = root / str(table.get("solutions_dir", Config.solutions_dir))
+    return sorted(folder.glob("*.ipynb"))
+
+
+def _due_times(times: object, notebooks: set[str], where: str) -> dict[str, datetime]:
+    """`{notebook: due time}` from a TOML table of offset date-times or ISO 8601 strings."""
+    if not isinstance(times, dict):
+        raise ConfigError(f"{where} must be a table of notebook = due time")
+    due = {}
+    for notebook, value in times.items():
+        if notebook not in notebooks:
+            raise ConfigError(
+                f"{where}: no notebook is called {notebook!r}; the course has: "
+                f"{', '.join(sorted(notebooks)) or 'none'}"
+            )
+        due[notebook] = _due_time(value, f"{where} {notebook}")
+    return due
+
+
+def _due_time(value: object, where: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    except ValueError:
+        moment = None
+    if not isinstance(moment, datetime):
+        raise ConfigError(f"{where}: {value!r} is not a date and time (2026-10-01T23:59:00+02:00)")
+    if moment.utcoffset() is None:
+        raise ConfigError(
+            f"{where}: {value!r} has no UTC offset; write it with one (2026-10-01T23:59:00+02:00 "
+            "or ...Z), as a due time means one moment for everyone"
+        )
+    return moment
 
 
 def _secret(text: str, source: str) -> int:

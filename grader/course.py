@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from grader.check import GRADE_MARKER, grade_marker
 from grader.config import Config
 from grader.errors import CourseError, UnknownNotebookError
 from grader.extract import Call
@@ -94,6 +95,29 @@ def load_check_spec(exercise: Exercise) -> CheckSpec:
         figures=declared_figures(vars(module)),
         depends_on=_dependencies(exercise.checks_path, getattr(module, "DEPENDS_ON", {})),
     )
+
+
+@dataclass(frozen=True)
+class DeclaredCheck:
+    """A check as its module declares it: the TO DO cell it grades and its points."""
+
+    grade_id: str
+    name: str
+    """As results name it: the test function's name without `test_`."""
+    points: float
+
+
+def declared_checks(exercise: Exercise) -> tuple[DeclaredCheck, ...]:
+    """The checks of the exercise's module, read without running them (as pytest marks them)."""
+    module = _import_checks(exercise.checks_path)
+    declared = []
+    for name, check in vars(module).items():
+        marks = getattr(check, "pytestmark", []) if name.startswith("test") else []
+        grades = [mark for mark in marks if getattr(mark, "name", "") == GRADE_MARKER]
+        if callable(check) and grades:
+            grade_id, points = grade_marker(name, grades[0])
+            declared.append(DeclaredCheck(grade_id, name.removeprefix("test_"), points))
+    return tuple(declared)
 
 
 def _dependencies(path: Path, declared: object) -> dict[str, dict[str, str]]:

@@ -13,14 +13,15 @@ reject) and messages are cut to `MAX_MESSAGE_CHARS`, so that no result can fail 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Connection,
     Engine,
     Float,
@@ -35,10 +36,12 @@ from sqlalchemy import (
     func,
     inspect,
     select,
+    update,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+from sqlalchemy.sql.expression import false
 
 from grader.errors import GradebookError
 from grader.results import Answer, CheckResult, Figure, NotebookResult, Series
@@ -83,6 +86,9 @@ class SubmissionRow(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     submitted_at: Mapped[datetime]
     received_at: Mapped[datetime]
+    lms_late: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
+    removed_at: Mapped[datetime | None]
+    """When `grader remove` took it out of the grades (None: it counts)."""
     student: Mapped[StudentRow] = relationship()
     answers: Mapped[list[AnswerRow]] = relationship(order_by="AnswerRow.id")
 
@@ -131,6 +137,20 @@ class CheckRow(Base):
     hidden_message: Mapped[str] = mapped_column(Text, server_default="")
 
 
+class ActionRow(Base):
+    __tablename__ = "grading_actions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    student: Mapped[str] = mapped_column(String, index=True)
+    notebook: Mapped[str] = mapped_column(String)
+    target: Mapped[str] = mapped_column(String)
+    kind: Mapped[str] = mapped_column(String)
+    score: Mapped[float | None] = mapped_column(Float)
+    text: Mapped[str] = mapped_column(Text)
+    by: Mapped[str] = mapped_column(String)
+    at: Mapped[datetime]
+
+
 @dataclass(frozen=True)
 class GradedNotebook:
     """A submission's latest run, as read back from the gradebook."""
@@ -142,6 +162,31 @@ class GradedNotebook:
     graded_at: datetime
     grader_version: str
     result: NotebookResult
+    lms_late: bool = False
+    """Whether the LMS marked the submission late (its download's `LATE` mark)."""
+
+
+ActionKind = Literal["override", "excuse", "unexcuse", "comment", "remove"]
+
+
+@dataclass(frozen=True)
+class GradingAction:
+    """One thing an instructor did by hand, kept for ever in the gradebook's history.
+
+    `student` is the key the grades list them under (the roster id where the roster has them),
+    `target` a check's name, a TO DO cell's grade id, or "" for the whole notebook; `score` is
+    the override's score (None: the override is taken back) and `text` its reason or the comment.
+    """
+
+    student: str
+    notebook: str
+    kind: ActionKind
+    target: str = ""
+    score: float | None = None
+    text: str = ""
+    by: str = ""
+    at: datetime = field(default_factory=lambda: _now())
+    """When, in UTC (naive, as every time in the gradebook)."""
 
 
 def database_url(location: str | None) -> str:
@@ -181,6 +226,7 @@ class Gradebook:
                 StudentRow.name == clean_text(submission.student),
                 SubmissionRow.notebook == clean_text(submission.exercise),
                 SubmissionRow.sha256 == submission.sha256,
+                SubmissionRow.removed_at.is_(None),
                 RunRow.grader_version == grader_version,
                 RunRow.course_version == course_version,
             )
@@ -210,7 +256,9 @@ class Gradebook:
         """For every student and notebook, the latest submission's latest run."""
         with Session(self.engine) as session:
             submissions = session.scalars(
-                select(SubmissionRow).order_by(SubmissionRow.submitted_at, SubmissionRow.id)
+                select(SubmissionRow)
+                .where(SubmissionRow.removed_at.is_(None))
+                .order_by(SubmissionRow.submitted_at, SubmissionRow.id)
             ).all()
             current = {(s.student_id, s.notebook): s for s in submissions}
             runs = _latest_runs(session, [s.id for s in current.values()])
@@ -238,6 +286,46 @@ class Gradebook:
         with Session(self.engine) as session:
             rows = session.scalars(select(RosterRow).order_by(RosterRow.lms_id)).all()
             return [RosterEntry(r.lms_id, r.name, r.email, r.section) for r in rows]
+
+    def act(self, action: GradingAction) -> None:
+        """Keep `action` in the history (it is never changed or erased)."""
+        try:
+            with Session(self.engine) as session, session.begin():
+                session.add(_action_row(action))
+        except SQLAlchemyError as error:
+            raise GradebookError(
+                f"cannot keep the {action.kind} in the gradebook {self.where}: {error}"
+            ) from error
+
+    def remove(self, action: GradingAction, students: Collection[str]) -> int:
+        """Take the notebook's submissions of `students` (the names the grader recorded for
+        `action.student`) out of the grades, keeping `action`; how many were taken out."""
+        query = (
+            update(SubmissionRow)
+            .where(
+                SubmissionRow.notebook == clean_text(action.notebook),
+                SubmissionRow.removed_at.is_(None),
+                SubmissionRow.student_id.in_(
+                    select(StudentRow.id).where(StudentRow.name.in_(sorted(students)))
+                ),
+            )
+            .values(removed_at=_now())
+        )
+        try:
+            with Session(self.engine) as session, session.begin():
+                removed: int = session.execute(query).rowcount  # type: ignore[attr-defined]
+                session.add(_action_row(action))
+        except SQLAlchemyError as error:
+            raise GradebookError(
+                f"cannot remove from the gradebook {self.where}: {error}"
+            ) from error
+        return removed
+
+    def actions(self) -> list[GradingAction]:
+        """Every action kept, oldest first."""
+        with Session(self.engine) as session:
+            rows = session.scalars(select(ActionRow).order_by(ActionRow.id)).all()
+            return [_action(row) for row in rows]
 
     def run_count(self) -> int:
         """How many runs the gradebook holds (history included)."""
@@ -350,6 +438,8 @@ def _submission_row(
             SubmissionRow.sha256 == submission.sha256,
         )
     )
+    if row is not None and row.removed_at is not None:
+        row.removed_at = None  # graded again after `grader remove`: it counts again
     if row is None:
         row = SubmissionRow(
             student_id=student.id,
@@ -401,6 +491,26 @@ def _run_row(
     )
 
 
+def _action_row(action: GradingAction) -> ActionRow:
+    return ActionRow(
+        student=clean_text(action.student),
+        notebook=clean_text(action.notebook),
+        target=clean_text(action.target),
+        kind=action.kind,
+        score=action.score,
+        text=clean_message(action.text),
+        by=clean_text(action.by),
+        at=action.at,
+    )
+
+
+def _action(row: ActionRow) -> GradingAction:
+    kind: ActionKind = row.kind  # type: ignore[assignment]  # only this module writes kinds
+    return GradingAction(
+        row.student, row.notebook, kind, row.target, row.score, row.text, row.by, row.at
+    )
+
+
 def _latest_runs(session: Session, submission_ids: list[int]) -> dict[int, RunRow]:
     latest: dict[int, RunRow] = {}
     for chunk in _chunks(submission_ids, 500):
@@ -449,6 +559,7 @@ def _graded(submission: SubmissionRow, run: RunRow) -> GradedNotebook:
         graded_at=run.graded_at,
         grader_version=run.grader_version,
         result=result,
+        lms_late=submission.lms_late,
     )
 
 

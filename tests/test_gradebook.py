@@ -83,7 +83,7 @@ def test_the_schema_is_created_and_matches_the_models(db_url: str) -> None:
         with gradebook.engine.connect() as connection:
             context = MigrationContext.configure(connection)
             assert compare_metadata(context, Base.metadata) == []
-            assert context.get_current_revision() == "0003"
+            assert context.get_current_revision() == "0004"
         assert gradebook.latest() == []
     with Gradebook(db_url) as reopened:  # already up to date: opened as is
         assert reopened.latest() == []
