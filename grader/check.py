@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from grader.course import GRADE_MARKER
 from grader.errors import CourseError
 from grader.extract import CaseResult, RunData
 from grader.results import FAILED, PASSED, CheckResult
 
-GRADE_MARKER = "grade"
 _PYTEST_LOCK = threading.Lock()
 # Settings of the instructor's or CI's own pytest runs, which pytest.main would apply to the
 # checks too: `PYTEST_ADDOPTS="-k slow"` would deselect every check, a listed plugin could
@@ -287,13 +287,9 @@ class _Collector:
 
 
 def _grade_of(node: Any) -> tuple[str, float]:
-    return grade_marker(node.name, node.get_closest_marker(GRADE_MARKER))
-
-
-def grade_marker(check: str, marker: pytest.Mark | None) -> tuple[str, float]:
-    """The TO DO cell and the points of a check's `@pytest.mark.grade(grade_id, points=...)`."""
+    marker = node.get_closest_marker(GRADE_MARKER)
     if marker is None or not marker.args:
-        raise CourseError(f"check {check} has no @pytest.mark.grade(grade_id, points=...)")
+        raise CourseError(f"check {node.name} has no @pytest.mark.grade(grade_id, points=...)")
     return str(marker.args[0]), float(marker.kwargs.get("points", 1))
 
 

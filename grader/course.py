@@ -15,21 +15,26 @@ the grader must read from the notebook:
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from grader.check import GRADE_MARKER, grade_marker
 from grader.config import Config
 from grader.errors import CourseError, UnknownNotebookError
-from grader.extract import Call
-from grader.figures import FigureSpec, declared_figures
+
+if TYPE_CHECKING:  # exports and pages read the course's points without the pipeline's imports
+    import numpy as np
+
+    from grader.extract import Call
+    from grader.figures import FigureSpec
+
+GRADE_MARKER = "grade"
+"""`@pytest.mark.grade(grade_id, points=...)`: the TO DO cell a check grades, and its points."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,8 @@ def exercise_for(path: Path, name: str, exercises: dict[str, Exercise]) -> Exerc
 
 def load_check_spec(exercise: Exercise) -> CheckSpec:
     """Import the exercise's checks module and read its declarations."""
+    from grader.figures import declared_figures
+
     module = _import_checks(exercise.checks_path)
     values = getattr(module, "VALUES", None)
     if not isinstance(values, (list, tuple)) or not all(isinstance(v, str) for v in values):
@@ -108,16 +115,53 @@ class DeclaredCheck:
 
 
 def declared_checks(exercise: Exercise) -> tuple[DeclaredCheck, ...]:
-    """The checks of the exercise's module, read without running them (as pytest marks them)."""
-    module = _import_checks(exercise.checks_path)
-    declared = []
-    for name, check in vars(module).items():
-        marks = getattr(check, "pytestmark", []) if name.startswith("test") else []
-        grades = [mark for mark in marks if getattr(mark, "name", "") == GRADE_MARKER]
-        if callable(check) and grades:
-            grade_id, points = grade_marker(name, grades[0])
-            declared.append(DeclaredCheck(grade_id, name.removeprefix("test_"), points))
-    return tuple(declared)
+    """The checks the exercise's module declares, read from its source without running it.
+
+    Exports and pages need the points of every notebook, handed in or not, and must not pay
+    for importing torch; the markers are literals (`grade("cell", points=2)`), as pytest reads
+    them when grading (a test that the two readings agree grades the bundled solutions).
+    """
+    path = exercise.checks_path
+    try:
+        tree = ast.parse(path.read_bytes(), str(path))
+    except (OSError, SyntaxError, ValueError) as error:
+        raise CourseError(f"{path}: the checks module cannot be read: {error}") from None
+    return tuple(
+        _declared(path, node)
+        for node in tree.body
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.name.startswith("test")
+    )
+
+
+def _declared(path: Path, function: ast.FunctionDef | ast.AsyncFunctionDef) -> DeclaredCheck:
+    for decorator in function.decorator_list:
+        if isinstance(decorator, ast.Call) and _is_grade_marker(decorator.func):
+            try:
+                grade_id = ast.literal_eval(decorator.args[0]) if decorator.args else None
+                points = {k.arg: ast.literal_eval(k.value) for k in decorator.keywords}.get(
+                    "points", 1
+                )
+            except ValueError:
+                grade_id = None
+            if isinstance(grade_id, str) and isinstance(points, (int, float)):
+                return DeclaredCheck(grade_id, function.name.removeprefix("test_"), float(points))
+    raise CourseError(
+        f"{path}: check {function.name} needs @pytest.mark.{GRADE_MARKER}(grade_id, points=...) "
+        "with a literal grade id and number of points"
+    )
+
+
+def _is_grade_marker(node: ast.expr) -> bool:
+    """`pytest.mark.grade` or `mark.grade`."""
+    return (
+        isinstance(node, ast.Attribute)
+        and node.attr == GRADE_MARKER
+        and (
+            (isinstance(node.value, ast.Attribute) and node.value.attr == "mark")
+            or (isinstance(node.value, ast.Name) and node.value.id == "mark")
+        )
+    )
 
 
 def _dependencies(path: Path, declared: object) -> dict[str, dict[str, str]]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from grader.config import Config, load_config
-from grader.errors import ConfigError
+from grader.errors import ConfigError, CourseError
 from grader.gradebook import Gradebook, GradedNotebook, GradingAction
 from grader.results import FAILED, PASSED, CheckResult, NotebookResult
 from grader.roster import RosterEntry
@@ -191,3 +191,21 @@ def test_a_wrong_late_policy_is_a_one_line_config_error(
     with pytest.raises(ConfigError, match=message) as error:
         load_config(course(tmp_path, table))
     assert "\n" not in str(error.value)
+
+
+def test_points_are_read_from_the_checks_source_without_importing_it(tmp_path: Path) -> None:
+    root = course(tmp_path, "")
+    (root / "checks").mkdir()
+    checks = root / "checks" / "01_nb.py"
+    checks.write_text(
+        "import pytest\nfrom pytest import mark\nraise SystemExit('never run')\n"
+        "@pytest.mark.grade('cell', points=2.5)\ndef test_a(student): ...\n"
+        "@mark.grade('cell')\ndef test_b(student): ...\n"
+        "def helper(): ...\n"
+    )
+    assert notebook_maxima(load_config(root)) == {"01_nb": 3.5}
+    checks.write_text(
+        "import pytest\nP = 2\n@pytest.mark.grade('cell', points=P)\ndef test_a(): ...\n"
+    )
+    with pytest.raises(CourseError, match=r"check test_a needs @pytest\.mark\.grade"):
+        notebook_maxima(load_config(root))
