@@ -1,40 +1,49 @@
-"""Throughput benchmark: `grader grade` of a synthetic class, against nbconvert and the floor.
+"""Throughput benchmark: `grader grade` of a synthetic class against the compute floor.
 
-    .venv/bin/python bench/run.py [--submissions N] [--notebooks 02_linear_regression_numpy,...]
-                                  [--workers W] [--with-nbgrader]
+    .venv/bin/python bench/run.py [--submissions N] [--notebooks 01_autograd_basics,...]
+                                  [--workers W] [--repeats R] [--baseline DIR]
+                                  [--memory] [--with-nbconvert] [--with-nbgrader]
     .venv/bin/python bench/run.py --follow-through K [--submissions N] [--repeats R]
                                   [--baseline DIR] [--workers W]
 
-Builds N submissions from the solution notebooks, then measures, in one run:
+Builds N submissions (default 6) of the course's notebooks (default: all five) from the
+solutions, computes the references once, then measures, in one run:
 
-- our `grader grade` of the whole class into a fresh gradebook (both variant runs of every
-  notebook): wall time; then, in a second run into another fresh gradebook, peak memory (the
-  grader's process and, sampled, the grader with all its kernels, as RSS and as PSS: forked
-  kernels share pages that RSS counts once per process). Sampling PSS walks every process's
-  page tables under its memory lock: it slowed the measured grade by about 7%, so the timed run
-  is not sampled;
-- serial `jupyter nbconvert --execute` of the same notebooks, once each;
+- `grader grade` of the whole class into a fresh gradebook (both variant runs of every
+  notebook) and the compute floor (the notebooks' code cells run in already warm interpreters,
+  torch, numpy and matplotlib imported, twice per submission as the grader does, split over the
+  cores), in R interleaved rounds (the order rotates each round); it prints the medians, the
+  ratio grade / floor (target <= 1.5), the overhead per notebook execution ((grade - floor) x
+  workers / executions, target <= 0.25 s), and from the grader's progress lines when, from its
+  start, it had listed the notebooks (its start-up), graded the first and graded the last;
+- a single-notebook `grader check` of each notebook (median of R rounds) against that notebook
+  run twice as a plain `python` script;
+- the commands that run no notebook (`--help`, `export --csv`, `feedback`) on the class's
+  gradebook: wall and getrusage CPU, medians of at least 5 rounds;
+- with `--memory`, peak memory of one more `grade` run (the grader's process and, sampled, the
+  grader with all its kernels, as RSS and as PSS: forked kernels share pages that RSS counts
+  once per process). Sampling PSS walks every process's page tables under its memory lock: it
+  slowed the measured grade by about 7%, so the timed runs are not sampled;
+- with `--with-nbconvert`, serial `jupyter nbconvert --execute` of the same notebooks, once each;
 - with `--with-nbgrader`, `nbgrader autograde` of the same submissions (serial, once each, as
   nbgrader does) in a virtual environment of its own, created once outside the repository (see
-  bench/nbgrader_bench.py for the command);
-- the compute floor: the notebooks' code cells run in already warm interpreters (torch, numpy
-  and matplotlib imported), twice per submission as the grader does, split over the cores;
-- a single-notebook `grader check` against that notebook run twice as a plain `python` script;
+  bench/nbgrader_bench.py for the command).
 
-and prints the ratios. It is not part of the test suite.
+With `--baseline DIR` (a checkout of another version of the grader, e.g. `git archive <commit>
+grader | tar -x -C DIR`, run with this environment's Python and the same course), every grade,
+check and command is timed with it too, interleaved with ours. It is not part of the test suite.
 
 With `--follow-through K`, it measures follow-through credit instead: N submissions of
 02_linear_regression_numpy, all right ("clean"), and the same class with a wrong `gradient` (off
 by a factor of 2, the loops right) in K of them ("wrong": K notebooks need a follow-through run
-per variant). Both classes are graded R times, interleaved (the order rotates each round), each
-into a fresh gradebook; with `--baseline DIR` (a checkout of the grader without follow-through,
-e.g. `git archive <commit> grader | tar -x -C DIR`, run with this environment's Python and the
-same course) the baseline grades them too, so that the normal path can be compared.
+per variant). Both classes are graded R times, interleaved, each into a fresh gradebook (and by
+the baseline too, with `--baseline`), so that the normal path can be compared.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing
 import os
 import resource
@@ -44,14 +53,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import nbformat
 from nbgrader_bench import autograde_seconds, ensure_venv
 
+from grader.prepare import RUNS_PER_NOTEBOOK
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-DEFAULT_NOTEBOOKS = "02_linear_regression_numpy,05_nonlinear_regression"
+COURSE_NOTEBOOKS = sorted(path.stem for path in (ROOT / "solutions").glob("*.ipynb"))
+T = TypeVar("T")
 
 
 def build_class(folder: Path, notebooks: list[str], submissions: int) -> list[Path]:
@@ -252,24 +266,17 @@ def follow_through_cost(work: Path, args: argparse.Namespace, env: dict[str, str
         : args.follow_through
     ]:
         break_gradient(student / f"{FOLLOW_THROUGH_NOTEBOOK}.ipynb")
-    graders: dict[str, tuple[list[str], dict[str, str]]] = {"ours": ([str(BIN / "grader")], env)}
-    if args.baseline is not None:
-        baseline_env = {**env, "PYTHONPATH": str(args.baseline.resolve())}
-        # -P: not this checkout's `grader` from the working directory, the baseline's
-        graders["baseline"] = ([sys.executable, "-P", "-m", "grader.cli"], baseline_env)
+    graders = grader_programs(args, env)
     print(
         f"follow-through: {args.submissions} submissions of {FOLLOW_THROUGH_NOTEBOOK}, "
         f"{args.follow_through} with a wrong gradient; {args.workers} workers, "
         f"{os.cpu_count()} cores, {args.repeats} interleaved rounds"
     )
-    warm = [str(BIN / "grader"), "--course", str(ROOT), "check", "--workers", "1"]
-    first = work / "clean" / "student000" / f"{FOLLOW_THROUGH_NOTEBOOK}.ipynb"
-    subprocess.run([*warm, str(first)], check=False, stdout=subprocess.DEVNULL)
+    warm_references(work / "clean" / "student000", env)
     cases = [(grader, name) for grader in graders for name in classes]
     times: dict[tuple[str, str], list[tuple[float, float]]] = {case: [] for case in cases}
     for round_ in range(args.repeats):
-        shift = round_ % len(cases)
-        for grader, name in cases[shift:] + cases[:shift]:
+        for grader, name in rotated(cases, round_):
             program, grader_env = graders[grader]
             gradebook = work / f"{grader}-{name}-{round_}.db"
             command = grade_command(classes[name], gradebook, args.workers, program)
@@ -323,13 +330,247 @@ def _print_follow_through_medians(
             )
 
 
+def grader_programs(
+    args: argparse.Namespace, env: dict[str, str]
+) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """The graders to time: this environment's, and with `--baseline DIR` that checkout's."""
+    graders: dict[str, tuple[list[str], dict[str, str]]] = {"ours": ([str(BIN / "grader")], env)}
+    if args.baseline is not None:
+        baseline_env = {**env, "PYTHONPATH": str(args.baseline.resolve())}
+        # -P: not this checkout's `grader` from the working directory, the baseline's
+        graders["baseline"] = ([sys.executable, "-P", "-m", "grader.cli"], baseline_env)
+    return graders
+
+
+def rotated(items: list[T], round_: int) -> list[T]:
+    """`items` starting at a different one each round, so that no case always runs first."""
+    shift = round_ % len(items)
+    return items[shift:] + items[:shift]
+
+
+@dataclass(frozen=True)
+class GradeTimeline:
+    """A `grader grade` run: its wall time, and when it said what, in seconds from its start."""
+
+    wall: float
+    listed: float  # "N notebook(s) to grade": start-up, the gradebook and the collection done
+    first: float  # the first notebook graded (its runs waited for the zygote and references)
+    last: float  # the last notebook graded; after it, only the command's exit
+
+
+def run_grade(argv: list[str], env: dict[str, str]) -> GradeTimeline:
+    """Time a `grader grade` run from its progress lines: on a pipe the grader writes one flushed
+    line per stage and per graded notebook."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stderr is not None
+    listed, graded = math.nan, [math.nan]
+    for line in process.stderr:
+        now = time.perf_counter() - started
+        if line.startswith("grader: ["):
+            graded.append(now)
+        elif line.endswith(" to grade\n"):
+            listed = now
+    process.wait()
+    wall = time.perf_counter() - started
+    return GradeTimeline(wall, listed, graded[min(1, len(graded) - 1)], graded[-1])
+
+
+def warm_references(student: Path, env: dict[str, str]) -> None:
+    """Compute the references once, so that every timing sees the same warm cache."""
+    notebooks = sorted(map(str, student.glob("*.ipynb")))
+    command = [str(BIN / "grader"), "--course", str(ROOT), "check", *notebooks, "--workers", "1"]
+    subprocess.run(
+        command, check=False, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def course_cost(work: Path, args: argparse.Namespace, env: dict[str, str]) -> None:
+    """`grade` of the class against the compute floor, interleaved, then the single checks and
+    the commands' start-up (see the module doc)."""
+    notebooks = args.notebooks.split(",")
+    students = build_class(work / "class", notebooks, args.submissions)
+    paths = [student / f"{name}.ipynb" for student in students for name in notebooks]
+    executions = RUNS_PER_NOTEBOOK * len(paths)
+    print(
+        f"class: {args.submissions} submissions x {len(notebooks)} notebooks, {args.workers} "
+        f"workers, {os.cpu_count()} cores, {executions} notebook executions, "
+        f"{args.repeats} interleaved rounds"
+    )
+    warm_references(students[0], env)
+    graders = grader_programs(args, env)
+    timelines: dict[str, list[GradeTimeline]] = {name: [] for name in graders}
+    floors: list[float] = []
+    for round_ in range(args.repeats):
+        for step in rotated([*graders, "floor"], round_):
+            if step == "floor":
+                floors.append(compute_floor(paths, args.workers))
+                print(f"  round {round_}: compute floor {floors[-1]:6.1f} s")
+                continue
+            program, grader_env = graders[step]
+            gradebook = work / f"{step}-{round_}.db"
+            command = grade_command(work / "class", gradebook, args.workers, program)
+            timelines[step].append(run_grade(command, grader_env))
+            print(
+                f"  round {round_}: {step:8} grade {timelines[step][-1].wall:6.1f} s  "
+                f"{class_score(gradebook)}"
+            )
+    floor = statistics.median(floors)
+    print(f"compute floor (warm, twice each, {args.workers} processes): {floor:6.1f} s")
+    for name, runs in timelines.items():
+        _print_grade_against_floor(name, runs, floor, executions / args.workers)
+    if args.memory:
+        grade_memory(work, args, env)
+    if args.with_nbconvert:
+        nbconvert_seconds(work, paths, env)
+    if args.with_nbgrader:
+        nbgrader = autograde_seconds(work, ensure_venv(), notebooks, students)
+        ours = statistics.median(run.wall for run in timelines["ours"])
+        print(
+            f"nbgrader autograde, serial: {nbgrader:.1f} s "
+            f"({nbgrader / len(paths):.2f} s per submission notebook); "
+            f"ratio nbgrader / grader grade: {nbgrader / ours:.2f} (target >= 3)"
+        )
+    single_checks(work, students[0], notebooks, graders, args.repeats)
+    command_start_up(work, work / f"ours-{args.repeats - 1}.db", graders, args.repeats)
+
+
+def _print_grade_against_floor(
+    name: str, runs: list[GradeTimeline], floor: float, executions_per_worker: float
+) -> None:
+    walls = [run.wall for run in runs]
+    grade, listed, first, last = (
+        statistics.median(values)
+        for values in zip(
+            *((run.wall, run.listed, run.first, run.last) for run in runs), strict=True
+        )
+    )
+    print(
+        f"{name}: grader grade, both variants: {grade:6.1f} s (range {min(walls):.1f}-"
+        f"{max(walls):.1f}); from its start, medians: notebooks listed at {listed:.1f} s, first "
+        f"graded at {first:.1f} s, last at {last:.1f} s"
+    )
+    print(f"  ratio grade / floor: {grade / floor:5.2f}  (target <= 1.5)")
+    print(
+        f"  overhead per notebook execution: {(grade - floor) / executions_per_worker:5.2f} s "
+        f"(target <= 0.25); without the start-up until the notebooks are listed: "
+        f"{(grade - listed - floor) / executions_per_worker:5.2f} s"
+    )
+
+
+def grade_memory(work: Path, args: argparse.Namespace, env: dict[str, str]) -> None:
+    """Peak memory of a `grade` run of the class, sampled (which slows that run)."""
+    command = grade_command(work / "class", work / "sampled.db", args.workers)
+    sampled, own_peak, (tree_rss, tree_pss) = run_measured(command, env)
+    print(f"memory, from a grade run of its own ({sampled:.1f} s with the sampler):")
+    print(f"  peak RSS of the grader process: {own_peak / 1024:.0f} MiB")
+    for name, peak in (("RSS", tree_rss), ("PSS", tree_pss)):
+        print(
+            f"  peak {name}, grader + kernels: {peak / 1024:.0f} MiB = "
+            f"{peak / 1024 / args.workers:.0f} MiB per worker"
+        )
+
+
+def nbconvert_seconds(work: Path, paths: list[Path], env: dict[str, str]) -> None:
+    """Serial `jupyter nbconvert --execute` of the class's notebooks, once each."""
+    started = time.perf_counter()
+    for path in paths:
+        subprocess.run(
+            [
+                str(BIN / "jupyter"),
+                "nbconvert",
+                "--to",
+                "notebook",
+                "--execute",
+                str(path),
+                "--output-dir",
+                str(work / "nbconvert"),
+                "--output",
+                f"{path.parent.name}-{path.stem}",
+            ],
+            check=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    print(f"nbconvert --execute, serial, once each: {time.perf_counter() - started:6.1f} s")
+
+
+def single_checks(
+    work: Path,
+    student: Path,
+    notebooks: list[str],
+    graders: dict[str, tuple[list[str], dict[str, str]]],
+    repeats: int,
+) -> None:
+    """`grader check` of one notebook at a time (medians of interleaved rounds) against the
+    notebook run twice as a plain script."""
+    cases = [(grader, name) for name in notebooks for grader in graders]
+    times: dict[tuple[str, str], list[float]] = {case: [] for case in cases}
+    for round_ in range(repeats):
+        for grader, name in rotated(cases, round_):
+            program, env = graders[grader]
+            command = [*program, "--course", str(ROOT), "check", str(student / f"{name}.ipynb")]
+            times[grader, name].append(run_timed(command, env))
+    for name in notebooks:
+        plain = 2 * script_seconds(student / f"{name}.ipynb", work)
+        for grader in graders:
+            one = statistics.median(times[grader, name])
+            print(
+                f"{grader}: single `grader check` {name}: {one:5.1f} s; plain script x2 "
+                f"{plain:5.1f} s; ratio {one / plain:5.2f}"
+            )
+
+
+def command_start_up(
+    work: Path,
+    gradebook: Path,
+    graders: dict[str, tuple[list[str], dict[str, str]]],
+    repeats: int,
+) -> None:
+    """Wall and CPU seconds of the commands that run no notebook, on the class's gradebook."""
+    commands = {
+        "--help": ["--help"],
+        "export --csv": ["export", "--db", str(gradebook), "--csv", str(work / "grades.csv")],
+        "feedback": ["feedback", "--db", str(gradebook), "--out", str(work / "feedback")],
+    }
+    cases = [(grader, name) for name in commands for grader in graders]
+    times: dict[tuple[str, str], list[tuple[float, float]]] = {case: [] for case in cases}
+    for round_ in range(max(repeats, 5)):  # a second or less each: cheap to repeat
+        for grader, name in rotated(cases, round_):
+            program, env = graders[grader]
+            command = [*program, "--course", str(ROOT), *commands[name]]
+            times[grader, name].append(run_timed_with_cpu(command, env))
+    for grader, name in cases:
+        wall = statistics.median(wall for wall, _ in times[grader, name])
+        cpu = statistics.median(cpu for _, cpu in times[grader, name])
+        print(f"{grader}: `grader {name}`: {wall:5.2f} s, CPU {cpu:5.2f} s (medians)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--submissions", type=int, default=6)
-    parser.add_argument("--notebooks", default=DEFAULT_NOTEBOOKS)
+    parser.add_argument("--notebooks", default=",".join(COURSE_NOTEBOOKS))
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="a checkout of the grader to time the same cases with, interleaved",
+    )
+    parser.add_argument(
+        "--memory", action="store_true", help="also sample the memory of a grade run of its own"
+    )
+    parser.add_argument(
+        "--with-nbconvert",
+        action="store_true",
+        help="also time serial `jupyter nbconvert --execute` of the class",
+    )
     parser.add_argument(
         "--with-nbgrader",
         action="store_true",
@@ -342,105 +583,14 @@ def main() -> None:
         metavar="K",
         help="time follow-through credit instead: K submissions with a wrong gradient",
     )
-    parser.add_argument("--repeats", type=int, default=3, help="rounds, with --follow-through")
-    parser.add_argument(
-        "--baseline",
-        type=Path,
-        default=None,
-        help="with --follow-through: a checkout of the grader to time the same classes with",
-    )
     args = parser.parse_args()
-    if args.follow_through is not None:
-        work = Path(tempfile.mkdtemp(prefix="grader-bench-"))
-        try:
-            follow_through_cost(work, args, {**os.environ, "MPLBACKEND": "agg"})
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        return
-    notebooks = args.notebooks.split(",")
-    nbgrader_venv = ensure_venv() if args.with_nbgrader else None
     work = Path(tempfile.mkdtemp(prefix="grader-bench-"))
     env = {**os.environ, "MPLBACKEND": "agg"}
     try:
-        students = build_class(work / "class", notebooks, args.submissions)
-        paths = [student / f"{name}.ipynb" for student in students for name in notebooks]
-        executions = 2 * len(paths)
-        cache = ["--course", str(ROOT)]
-        print(
-            f"class: {args.submissions} submissions x {len(notebooks)} notebooks, "
-            f"{args.workers} workers, {os.cpu_count()} cores, {executions} notebook executions"
-        )
-        # References once, so that every timing below sees the same warm cache.
-        subprocess.run(
-            [
-                str(BIN / "grader"),
-                *cache,
-                "check",
-                *map(str, students[0].glob("*.ipynb")),
-                "--workers",
-                "1",
-            ],
-            check=False,
-            stdout=subprocess.DEVNULL,
-        )
-
-        gradebook, sampled_gradebook = work / "gradebook.db", work / "sampled.db"
-        ours = run_timed(grade_command(work / "class", gradebook, args.workers), env)
-        print(f"grader grade (both variants):   {ours:8.1f} s   {class_score(gradebook)}")
-        sampled, own_peak, (tree_rss, tree_pss) = run_measured(
-            grade_command(work / "class", sampled_gradebook, args.workers), env
-        )
-        print(f"  memory, from a second grade run ({sampled:.1f} s with the sampler):")
-        print(f"  peak RSS of the grader process: {own_peak / 1024:.0f} MiB")
-        for name, peak in (("RSS", tree_rss), ("PSS", tree_pss)):
-            print(
-                f"  peak {name}, grader + kernels: {peak / 1024:.0f} MiB = "
-                f"{peak / 1024 / args.workers:.0f} MiB per worker"
-            )
-        started = time.perf_counter()
-        for path in paths:
-            subprocess.run(
-                [
-                    str(BIN / "jupyter"),
-                    "nbconvert",
-                    "--to",
-                    "notebook",
-                    "--execute",
-                    str(path),
-                    "--output-dir",
-                    str(work / "nbconvert"),
-                    "--output",
-                    f"{path.parent.name}-{path.stem}",
-                ],
-                check=True,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        nbconvert = time.perf_counter() - started
-        print(f"nbconvert --execute, serial, once each: {nbconvert:8.1f} s")
-        if nbgrader_venv is not None:
-            nbgrader = autograde_seconds(work, nbgrader_venv, notebooks, students)
-            print(
-                f"nbgrader autograde, serial: {nbgrader:.1f} s "
-                f"({nbgrader / len(paths):.2f} s per submission notebook)"
-            )
-            print(f"ratio nbgrader / grader grade: {nbgrader / ours:.2f} (target >= 3)")
-        floor = compute_floor(paths, args.workers)
-        print(f"compute floor (warm, twice each, {args.workers} processes): {floor:8.1f} s")
-        print(
-            f"overhead per notebook execution: {(ours - floor) * args.workers / executions:6.2f} s"
-        )
-        print(f"ratio grader / floor:     {ours / floor:6.2f}  (target <= 1.5)")
-        print(f"ratio grader / nbconvert: {ours / nbconvert:6.2f}  (target <= 0.5)")
-        for name in notebooks:
-            single = students[0] / f"{name}.ipynb"
-            one = run_timed([str(BIN / "grader"), *cache, "check", str(single)], env)
-            plain = script_seconds(single, work)
-            print(
-                f"single `grader check` {name}: {one:5.1f} s; plain script x2 {2 * plain:5.1f} s; "
-                f"ratio {one / (2 * plain):5.2f} (target <= 1.3)"
-            )
+        if args.follow_through is not None:
+            follow_through_cost(work, args, env)
+        else:
+            course_cost(work, args, env)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
