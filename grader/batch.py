@@ -19,6 +19,7 @@ from grader.gradebook import Gradebook
 from grader.grading import Job, grade_jobs
 from grader.references import GRADER_VERSION
 from grader.results import NotebookResult
+from grader.roster import match_submissions
 from grader.submissions import Submission, open_submissions
 
 
@@ -57,6 +58,9 @@ class BatchSummary:
     problems: tuple[str, ...]
     """`student: message` for each notebook recorded without a grade (it could not be run)."""
     interrupted: bool = False
+    unmatched: tuple[str, ...] = ()
+    """`file: why` for each notebook that names no student, or one off the roster: not graded
+    (`grader.roster.match_submissions`)."""
 
 
 def grade_class(
@@ -78,7 +82,9 @@ def grade_class(
     config = dataclasses.replace(config, hidden_seed=secret)
     exercises = find_exercises(config)
     versions = {name: course_version(ex, secret) for name, ex in exercises.items()}
-    with open_submissions(source, exercises) as submissions:
+    with open_submissions(source, exercises, config.submission_pattern) as found:
+        matched = match_submissions(found, gradebook.roster())
+        submissions = matched.submissions
         fingerprinted = [(s, versions.get(s.exercise, "")) for s in submissions]
         todo = [
             (s, version)
@@ -110,9 +116,10 @@ def grade_class(
         except KeyboardInterrupt:
             interrupted = True
     return BatchSummary(
-        collected=len(submissions),
+        collected=len(found),
         skipped=len(submissions) - len(todo),
         recorded=recorded,
         problems=tuple(problems),
         interrupted=interrupted,
+        unmatched=tuple(matched.unmatched),
     )

@@ -256,15 +256,18 @@ def _grade(args: argparse.Namespace, config: Config) -> int:
                 )
     for problem in summary.problems:
         print(f"not graded: {_one_line(problem)}", file=sys.stderr)
+    for line in summary.unmatched:
+        print(f"no student: {_one_line(line)}", file=sys.stderr)
+    unmatched = f", {len(summary.unmatched)} matched to no student" if summary.unmatched else ""
     print(
         f"{summary.collected} notebook(s) found, {summary.recorded} graded and recorded, "
-        f"{summary.skipped} already graded (use --regrade to grade them again); "
+        f"{summary.skipped} already graded (use --regrade to grade them again){unmatched}; "
         f"gradebook: {gradebook.where}"
     )
     if summary.interrupted:
         print("grader: interrupted; run the same command again to grade the rest", file=sys.stderr)
         return EXIT_INTERRUPTED
-    return EXIT_LOST_POINTS if summary.problems else EXIT_PASSED
+    return EXIT_LOST_POINTS if summary.problems or summary.unmatched else EXIT_PASSED
 
 
 def _progress_display(stream: TextIO) -> _ProgressBar | _ProgressLines:

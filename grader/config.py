@@ -75,6 +75,9 @@ class Config:
     """The largest share of the maximum late work can lose (1.0: all of it)."""
     extensions: dict[str, dict[str, datetime]] = field(default_factory=dict)
     """`[tool.grader.extensions]`: student id -> notebook -> their own due time."""
+    submission_pattern: str = ""
+    """How a flat file's name names its student and notebook: `{student}_{notebook}.ipynb` or a
+    regex with the groups `student` and `notebook` ("": the LMS download rules)."""
 
     def path(self, folder: str) -> Path:
         """Absolute path of one of the course folders named above."""
@@ -187,6 +190,13 @@ def _validated(table: dict[str, Any], source: Path) -> dict[str, Any]:
             )
     if "hidden_seed" in table:
         _secret(str(table["hidden_seed"]), f"{source}: [tool.grader] hidden_seed")
+    if table.get("submission_pattern"):
+        from grader.submissions import file_name_pattern  # the rules of file names live there
+
+        try:
+            file_name_pattern(table["submission_pattern"])
+        except ConfigError as error:
+            raise ConfigError(f"{source}: {error}") from None
     return {**table, **_late_policy(table, source)}
 
 

@@ -448,6 +448,7 @@ def _submission_row(
             sha256=submission.sha256,
             submitted_at=submission.submitted_at,
             received_at=_now(),
+            lms_late=submission.lms_late,
             answers=[
                 AnswerRow(grade_id=clean_text(a.grade_id), source=clean_text(a.source))
                 for a in answers

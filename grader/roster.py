@@ -30,6 +30,7 @@ from grader.untrusted import clean_line
 
 if TYPE_CHECKING:
     from grader.gradebook import GradedNotebook
+    from grader.submissions import Submission
 
 MAX_ROSTER_BYTES = 20 * 1024 * 1024
 _PARTICIPANT = re.compile(r"participant\s*(\d+)", re.IGNORECASE)
@@ -124,13 +125,48 @@ FORMATS = {
 """Format -> the header columns that identify it, and how a row becomes an entry."""
 
 
-def roster_id(student: str, ids: Collection[str]) -> str | None:
-    """The roster id a student key names: the key itself (a folder `4711/`), or the LMS
-    participant number the key ends with (`Jane Doe_4711`, `doejane_12345`); else None."""
+def roster_id(
+    student: str, ids: Collection[str], emails: dict[str, str] | None = None
+) -> str | None:
+    """The roster id a student key names: the key itself (a folder `4711/`), the LMS
+    participant number the key ends with (`Jane Doe_4711`, `doejane_12345`), or an e-mail
+    address of the roster (`emails`: folded address -> id); else None."""
     if student in ids:
         return student
     number = _TRAILING_NUMBER.search(student)
-    return number.group(1) if number and number.group(1) in ids else None
+    if number and number.group(1) in ids:
+        return number.group(1)
+    return (emails or {}).get(student.casefold()) if "@" in student else None
+
+
+@dataclass(frozen=True)
+class Matched:
+    """Submissions matched to the roster: those to grade, under the roster's ids, and one line
+    for each file that names no student, or one the roster does not list."""
+
+    submissions: list[Submission]
+    unmatched: list[str]
+
+
+def match_submissions(found: Sequence[Submission], roster: Sequence[RosterEntry]) -> Matched:
+    """`found` with each student key made the roster id it names (`roster_id`); without a
+    roster, every key stands as it is. A file that names no student, or a student the roster
+    does not list, is not graded: it gets a line of the run's summary instead."""
+    ids = {entry.lms_id for entry in roster}
+    emails = {entry.email.casefold(): entry.lms_id for entry in roster if entry.email}
+    matched, unmatched = [], []
+    for submission in found:
+        key = roster_id(submission.student, ids, emails) if ids else submission.student
+        if not submission.student:
+            unmatched.append(f"{submission.file}: {submission.problem}")
+        elif not key:
+            unmatched.append(
+                f"{submission.file}: student {submission.student!r} is not on the roster (by "
+                "id, participant number or e-mail), so it was not graded"
+            )
+        else:
+            matched.append(dataclasses.replace(submission, student=key))
+    return Matched(matched, unmatched)
 
 
 def match_roster(

@@ -15,6 +15,7 @@ from grader.gradebook import Gradebook
 from grader.results import PASSED, CheckResult, NotebookResult
 from grader.roster import RosterEntry, read_roster
 from grader.submissions import Submission
+from tests.conftest import ROOT, make_cell, make_notebook, write
 
 PLAIN = "id,name,email,section\n4711,Jane Doe,jane@example.edu,A\n4712,Jane Doe,jd2@example.edu,B\n"
 CANVAS = (
@@ -147,3 +148,30 @@ def test_the_class_page_shows_every_roster_student_under_the_roster_id(tmp_path:
     assert '<th scope="row">4711 <span class="name">Jane Doe</span></th>' in page
     assert '<th scope="row">4712 <span class="name">Jane Doe</span></th>' in page
     assert (out / "4711" / "01_a.html").is_file() and not (out / "4712").exists()
+
+
+def test_grade_reports_files_that_match_no_roster_student_and_records_none_of_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, folder = str(tmp_path / "g.db"), tmp_path / "class"
+    with Gradebook(db) as gradebook:
+        gradebook.import_roster(read_roster_text(tmp_path, PLAIN))
+    homework = make_notebook([make_cell("x = 1", "a")])  # no such exercise: no kernel runs
+    write(homework, folder / "4711", "homework")
+    write(homework, folder, "01_autograd_basics")  # no student in the name: not student `01`
+    write(homework, folder / "stranger", "homework")  # off the roster
+    code = main(["--course", str(ROOT), "grade", str(folder), "--db", db])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "3 notebook(s) found, 1 graded and recorded" in out
+    assert "2 matched to no student" in out
+    lines = [line for line in err.splitlines() if line.startswith("no student: ")]
+    assert lines == [
+        "no student: 01_autograd_basics.ipynb: the file is named after the notebook, not after "
+        "a student: put each student's notebooks in a folder (or a zip) named after the "
+        "student, or name files <student>_<anything>_<notebook>.ipynb",
+        "no student: stranger/homework.ipynb: student 'stranger' is not on the roster (by id, "
+        "participant number or e-mail), so it was not graded",
+    ]
+    with Gradebook(db) as gradebook:
+        assert [g.student for g in gradebook.latest()] == ["4711"]

@@ -1,8 +1,11 @@
-"""Collecting submissions: folders per student, LMS file names, zip archives, hostile archives."""
+"""Collecting submissions: folders per student, LMS file names, students' zips, LMS downloads,
+hostile archives, the configured file-name pattern, and matching them to the roster."""
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import stat
 import subprocess
 import zipfile
@@ -11,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from grader.errors import SubmissionsError
+from grader.config import load_config
+from grader.errors import ConfigError, SubmissionsError
 from grader.prepare import MAX_NOTEBOOK_BYTES
+from grader.roster import RosterEntry, match_submissions
 from grader.submissions import (
     Submission,
     _utc,
@@ -73,7 +78,9 @@ def test_a_folder_per_student(tmp_path: Path) -> None:
     ],
 )
 def test_lms_file_names(stem: str, expected: tuple[str, str]) -> None:
-    assert parse_flat_name(stem, EXERCISES) == (*expected, "")
+    reading = parse_flat_name(stem, EXERCISES)
+    assert (reading.student, reading.exercise, reading.problem) == (*expected, "")
+    assert reading.late == ("_LATE_" in stem)
 
 
 def test_lms_file_names_that_name_no_exercise_or_no_student(tmp_path: Path) -> None:
@@ -82,7 +89,7 @@ def test_lms_file_names_that_name_no_exercise_or_no_student(tmp_path: Path) -> N
     found = collect(tmp_path)
     assert summary(found)[0] == ("alice", "123_homework3", "")
     student, exercise, problem = summary(found)[1]
-    assert (student, exercise) == ("(unknown: anonymous)", "anonymous")
+    assert (student, exercise) == ("", "anonymous"), "no student is made up"
     assert "the student cannot be told from the file name" in problem
 
 
@@ -268,3 +275,181 @@ def test_an_archive_that_zipfile_cannot_open_is_a_clear_error(tmp_path: Path) ->
     archive.write_bytes(bytes(data))
     with pytest.raises(SubmissionsError, match="cannot be read as a zip archive"):
         collect(archive)
+
+
+def zip_bytes(entries: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def readings(found: list[Submission]) -> list[tuple[str, str, bool, str]]:
+    return [(s.student, s.exercise, s.lms_late, s.problem) for s in found]
+
+
+def test_per_student_zips_and_lms_folders_are_collected(tmp_path: Path) -> None:
+    one = {"basics.ipynb": NOTEBOOK, "week1/01_autograd_basics.ipynb": NOTEBOOK}
+    put(tmp_path / "alice.zip", zip_bytes(one))  # a student's one upload
+    put(tmp_path / "bob.zip", zip_bytes({"bob/basics.ipynb": NOTEBOOK}))  # "compress folder"
+    put(tmp_path / "carol" / "hand-in.zip", zip_bytes({"basics (1).ipynb": NOTEBOOK}))
+    put(tmp_path / "doejane_late_12345_67890_notebooks.zip", zip_bytes(one))  # Canvas, late
+    moodle = tmp_path / "Jane Doe_4711_assignsubmission_file_"
+    put(moodle / "Jane_02_linear_regression_numpy.ipynb")  # Moodle's folder per participant
+    assert readings(collect(tmp_path)) == [
+        ("Jane Doe_4711", "02_linear_regression_numpy", False, ""),
+        ("alice", "basics", False, ""),
+        ("alice", "01_autograd_basics", False, ""),
+        ("bob", "basics", False, ""),
+        ("carol", "basics", False, ""),
+        ("doejane_12345", "basics", True, ""),
+        ("doejane_12345", "01_autograd_basics", True, ""),
+    ]
+    alice = [s for s in collect(tmp_path) if s.student == "alice"]
+    assert alice[1].file == "alice.zip/week1/01_autograd_basics.ipynb"
+
+
+def test_a_moodle_download_zip_of_participant_folders_and_their_zips(tmp_path: Path) -> None:
+    inner = zip_bytes({"01_autograd_basics.ipynb": NOTEBOOK, "deeper.zip": zip_bytes({})})
+    archive = make_zip(
+        tmp_path / "moodle.zip",
+        {
+            "Jane Doe_4711_assignsubmission_file_/work.zip": inner,
+            "Jane Doe_4712_assignsubmission_file_/basics.ipynb": NOTEBOOK,
+            # the file's own name (the student's choice) cannot claim another participant
+            "Eve_4713_assignsubmission_file_x_4711_assignsubmission_file_basics.ipynb": NOTEBOOK,
+            "Mallory_4714_assignsubmission_file_/empty.zip": zip_bytes({"notes.txt": b""}),
+            "Trent_4715_assignsubmission_file_/broken.zip": b"PK\x03\x04 not really",
+        },
+    )
+    found = collect(archive)
+    assert [(s.student, s.exercise) for s in found] == [
+        ("Eve_4713", "basics"),
+        ("Jane Doe_4711", "01_autograd_basics"),
+        ("Jane Doe_4711", "deeper.zip"),
+        ("Jane Doe_4712", "basics"),
+        ("Mallory_4714", "empty.zip"),
+        ("Trent_4715", "broken.zip"),
+    ]
+    problems = [s.problem for s in found]
+    assert problems[:2] == ["", ""] and problems[3] == ""
+    assert "a zip inside a zip inside the submissions: not opened" in problems[2]
+    assert problems[4] == "a zip without .ipynb notebooks in it"
+    assert problems[5].startswith("a zip that cannot be read")
+
+
+def test_a_students_zip_keeps_every_defence_of_the_archive_reader(tmp_path: Path) -> None:
+    hostile = zip_bytes(
+        {
+            "../../escaped.ipynb": NOTEBOOK,
+            "basics.ipynb": NOTEBOOK,
+            "BASICS.ipynb": NOTEBOOK,
+            "bomb/01_autograd_basics.ipynb": b"0" * (MAX_NOTEBOOK_BYTES + 5_000_000),
+        }
+    )
+    put(tmp_path / "mallory.zip", hostile)
+    with open_submissions(tmp_path, EXERCISES) as found:
+        by_file = {s.file: s for s in found}
+        bomb = by_file["mallory.zip/bomb/01_autograd_basics.ipynb"]
+        assert bomb.path.stat().st_size == MAX_NOTEBOOK_BYTES + 1, "cut one byte past the limit"
+        scratch = bomb.path.parent.parent
+        assert all(s.path.is_relative_to(scratch) for s in found if not s.problem)
+    assert not (tmp_path.parent / "escaped.ipynb").exists()
+    assert "absolute or has `..`" in by_file["mallory.zip/../../escaped.ipynb"].problem
+    assert "entries with this name" in by_file["mallory.zip/basics.ipynb"].problem
+    assert "entries with this name" in by_file["mallory.zip/BASICS.ipynb"].problem
+    assert {s.student for s in found} == {"mallory"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["01_autograd_basics", "01_autograd_basics (1)", "basics-2", "basics_final", "basics"],
+)
+def test_a_file_named_after_the_notebook_names_no_student(name: str) -> None:
+    reading = parse_flat_name(name, EXERCISES)
+    assert reading.student == "", "neither `01` nor the notebook's name is a student"
+    assert "named after the notebook" in reading.problem
+
+
+@pytest.mark.parametrize(
+    ("pattern", "name", "expected"),
+    [
+        ("{student}_{notebook}.ipynb", "Jane_Doe_01_autograd_basics.ipynb",
+         ("Jane_Doe", "01_autograd_basics")),
+        ("{student}_{notebook}.ipynb", "ann_basics (2).ipynb", ("ann", "basics")),
+        ("{notebook}-{student}.ipynb", "basics-s123.ipynb", ("s123", "basics")),
+        ("hw_{any}_{student}_{notebook}.ipynb", "hw_week 3_ann_basics.ipynb", ("ann", "basics")),
+        (r"(?P<student>s\d+)-(?P<notebook>.+)\.ipynb", "s42-basics.ipynb", ("s42", "basics")),
+        # a name the pattern does not fit names no student; an unknown notebook is still read
+        ("{student}_{notebook}.ipynb", "ann-basics.ipynb", ("", "ann-basics")),
+        ("{student}_{notebook}.ipynb", "ann_homework.ipynb", ("ann", "homework")),
+    ],
+)  # fmt: skip
+def test_a_configured_file_name_pattern(
+    tmp_path: Path, pattern: str, name: str, expected: tuple[str, str]
+) -> None:
+    put(tmp_path / name)
+    with open_submissions(tmp_path, EXERCISES, pattern) as found:
+        assert [(s.student, s.exercise) for s in found] == [expected]
+        assert ("submission_pattern" in found[0].problem) == (expected[0] == "")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        ("{student}.ipynb", "must hold {student} and {notebook} once each"),
+        ("{student}_{notebook}_{student}.ipynb", "must hold {student} and {notebook} once each"),
+        ("{student}_{nb}.ipynb", "must hold {student} and {notebook} once each"),
+        ("{student}_{notebook}}.ipynb", "a brace outside a placeholder"),
+        ("(?P<student>.+)_(?P<nb>.+)", "needs the named groups"),
+        ("(?P<student>.+_(?P<notebook>.+)", "not a valid regular expression"),
+    ],
+)
+def test_a_bad_file_name_pattern_is_one_line_at_config_load(
+    tmp_path: Path, pattern: str, message: str
+) -> None:
+    quoted = pattern.replace("\\", "\\\\")
+    (tmp_path / "pyproject.toml").write_text(f'[tool.grader]\nsubmission_pattern = "{quoted}"\n')
+    with pytest.raises(ConfigError, match=re.escape(message)) as error:
+        load_config(tmp_path)
+    assert "\n" not in str(error.value) and "pyproject.toml" in str(error.value)
+
+
+def found_as(student: str, file: str = "", problem: str = "") -> Submission:
+    return Submission(student, "basics", Path("x"), file or f"{student}.ipynb", "0" * 64,
+                      datetime(2026, 11, 1), problem)  # fmt: skip
+
+
+def test_submissions_are_matched_to_the_roster_and_the_rest_reported() -> None:
+    roster = [RosterEntry("4711", "Jane Doe", "jane@example.edu"), RosterEntry("4712", "J. Doe")]
+    found = [
+        found_as("4711"),  # a folder named by the id
+        found_as("Jane Doe_4712"),  # Moodle's participant number
+        found_as("JANE@example.edu"),  # a folder named by the e-mail address
+        found_as("doejane_9999"),  # a Canvas user the roster does not list
+        found_as("", "01_autograd_basics.ipynb", "the file is named after the notebook"),
+    ]
+    matched = match_submissions(found, roster)
+    assert [s.student for s in matched.submissions] == ["4711", "4712", "4711"]
+    assert matched.unmatched == [
+        "doejane_9999.ipynb: student 'doejane_9999' is not on the roster (by id, participant "
+        "number or e-mail), so it was not graded",
+        "01_autograd_basics.ipynb: the file is named after the notebook",
+    ]
+    without = match_submissions(found, [])
+    assert [s.student for s in without.submissions] == [s.student for s in found[:4]]
+    assert len(without.unmatched) == 1, "without a roster only a file naming no one is left out"
+
+
+def test_the_lms_late_mark_reaches_the_gradebook(tmp_path: Path) -> None:
+    from grader.gradebook import Gradebook
+    from grader.results import NotebookResult
+
+    put(tmp_path / "doejane_late_12345_67890_basics.ipynb")
+    put(tmp_path / "smithann_12346_67891_basics.ipynb")
+    with Gradebook(str(tmp_path / "g.db")) as gradebook:
+        for found in collect(tmp_path):
+            gradebook.record(found, NotebookResult("basics", found.file, ()), "1", "v")
+        late = {g.student: g.lms_late for g in gradebook.latest()}
+    assert late == {"doejane_12345": True, "smithann_12346": False}
