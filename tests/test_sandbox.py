@@ -48,7 +48,8 @@ def test_sandbox_shows_the_kernel_nothing_of_the_course(jail: KernelJail) -> Non
     for course_path in (ROOT, ROOT / "solutions", ROOT / "checks", ROOT / "exercises"):
         assert str(course_path) not in bound
     assert sys.prefix in bound
-    assert "/proc/sys" in [argv[i + 1] for i, flag in enumerate(argv) if flag == "--ro-bind"]
+    read_only = [argv[i + 1] for i, flag in enumerate(argv) if flag == "--ro-bind-try"]
+    assert {"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus"} <= set(read_only)
 
 
 def test_limits_are_applied_before_the_sandbox(jail: KernelJail) -> None:

@@ -8,7 +8,6 @@ over Unix sockets in that directory (jupyter_client's IPC transport).
 
 from __future__ import annotations
 
-import glob
 import os
 import sys
 import uuid
@@ -16,7 +15,7 @@ from pathlib import Path
 
 from grader.engine.isolation import Isolation
 from grader.engine.limits import ResourceLimits, create_cgroups, kill_all, remove_cgroup, rlimits
-from grader.engine.policy import SYSTEM_FILES, SYSTEM_PATHS
+from grader.engine.policy import KernelView, Mount, kernel_view
 from grader.engine.runs import remove_stale_runs, remove_tree, run_directory
 
 KERNEL_LAUNCHER = [sys.executable, "-m", "ipykernel_launcher"]
@@ -55,7 +54,7 @@ class KernelJail:
         if self.isolation.forked:
             return kernel
         if self.isolation.sandboxed:
-            kernel = self._bwrap_argv() + kernel
+            kernel = bubblewrap_argv(kernel_view(self.directory)) + kernel
         limits = [f"--{name}={value}" for name, value in rlimits(self.limits).items()]
         kernel = ["prlimit", *limits, "--", *kernel]
         if self.cgroups:
@@ -91,25 +90,26 @@ class KernelJail:
         """SIGKILL every process still in the run's cgroups."""
         kill_all(*self.cgroups)
 
-    def _bwrap_argv(self) -> list[str]:
-        argv = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
-        argv += ["--hostname", "sandbox", "--unsetenv", "JPY_PARENT_PID"]
-        for path in SYSTEM_PATHS:
-            if os.path.islink(path):
-                argv += ["--symlink", os.readlink(path), path]
-            elif os.path.isdir(path):
-                argv += ["--ro-bind", path, path]
-        for path in SYSTEM_FILES:
-            argv += ["--ro-bind-try", path, path]
-        # The kernel is uid 0 on the host: sysctls must not be writable (core_pattern!).
-        argv += ["--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys"]
-        argv += ["--dev", "/dev", "--tmpfs", "/tmp"]
-        for device in sorted(glob.glob("/dev/nvidia*")):  # CUDA runs need the GPU's devices
-            argv += ["--dev-bind", device, device]
-        for prefix in sorted({sys.prefix, sys.base_prefix, sys.exec_prefix}):
-            argv += ["--ro-bind", prefix, prefix]
-        directory = str(self.directory)
-        return [*argv, "--bind", directory, directory, "--chdir", directory]
+
+def bubblewrap_argv(view: KernelView) -> list[str]:
+    """The bubblewrap rendering of `view`: the command that runs a kernel inside it."""
+    argv = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    argv += ["--hostname", view.hostname, "--unsetenv", "JPY_PARENT_PID"]
+    for mount in view.mounts:
+        argv += _bubblewrap_mount(mount)
+    return [*argv, "--remount-ro", "/", "--chdir", view.directory]
+
+
+def _bubblewrap_mount(mount: Mount) -> list[str]:
+    match mount.kind:
+        case "ro-bind" | "bind" | "dev-bind" | "symlink":
+            return [f"--{mount.kind}", mount.source, mount.target]
+        case "read-only":  # the host's /proc knob over the new /proc's, where there is one
+            return ["--ro-bind-try", mount.target, mount.target]
+        case "proc":
+            return ["--proc", mount.target]
+        case "tmpfs" | "dir":
+            return ["--perms", f"{mount.mode:o}", f"--{mount.kind}", mount.target]
 
 
 def kernel_environment(home: Path, threads: int) -> dict[str, str]:

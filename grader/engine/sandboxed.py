@@ -4,10 +4,10 @@
    zygote, joins the run's cgroups, takes the run's rlimits, hands the run's directory to a fresh
    unprivileged uid and unshares a PID namespace.
 2. Its child, PID 1 there, unshares mount, network, IPC, UTS and cgroup namespaces, builds a new
-   root (`grader.engine.policy.sandbox_plan`), pivots into it and detaches the old one. It then
-   drops root for good (empty bounding set, the kernel's uid and gid, no groups, no new
-   privileges, its own session keyring), checks that in /proc/self/status, forks the kernel and
-   reaps orphans until the kernel exits.
+   root (`root_calls`: the zygote's rendering of `grader.engine.policy.kernel_view`), pivots
+   into it and detaches the old one. It then drops root for good (empty bounding set, the
+   kernel's uid and gid, no groups, no new privileges, its own session keyring), checks that in
+   /proc/self/status, forks the kernel and reaps orphans until the kernel exits.
 3. The kernel closes what it inherited, takes the run's environment and starts IPKernelApp on the
    run's connection file.
 
@@ -30,8 +30,9 @@ import struct
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Literal, NoReturn
 
 from grader.engine.job import FORK_TIMEOUT, Job
 from grader.engine.linux import (
@@ -69,7 +70,7 @@ from grader.engine.linux import (
     set_attributes,
     syscall,
 )
-from grader.engine.policy import Mount, sandbox_plan
+from grader.engine.policy import KernelView, Mount, kernel_view
 
 KERNEL_UIDS = range(2**30, 2**31)  # a fresh one per kernel: no file or keyring of anyone else
 NEW_ROOT, OLD_ROOT = "/newroot", "/oldroot"  # while the new root is built, under a scratch root
@@ -81,18 +82,52 @@ BIND_ATTRIBUTES = {
 FILESYSTEMS = {  # kind: (mount flags, options)
     "tmpfs": (MS_NOSUID | MS_NODEV, "mode={mode:o}"),
     "proc": (MS_NOSUID | MS_NODEV | MS_NOEXEC, ""),
-    "devpts": (MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620"),
 }
+
+
+@dataclass(frozen=True)
+class RootCall:
+    """One step of building the new root, as the system is asked for it (paths as seen while the
+    new root is built: under `NEW_ROOT`, the host under `OLD_ROOT`)."""
+
+    call: Literal["symlink", "mkdir", "mount", "bind"]
+    target: str
+    source: str = ""  # a bind's source, a symlink's text, a file system's type
+    flags: int = 0  # a file system's mount flags; a bind's mount_setattr attributes
+    options: str = ""  # a file system's
+    mode: int = 0o755  # a directory's
+    optional: bool = False  # skipped where the source does not exist
+
+
+def root_calls(view: KernelView) -> list[RootCall]:
+    """The zygote's rendering of `view`: what `_build_root` asks the system for, in order."""
+    return [_root_call(mount) for mount in view.mounts]
+
+
+def _root_call(mount: Mount) -> RootCall:
+    target = NEW_ROOT + mount.target
+    match mount.kind:
+        case "symlink":
+            return RootCall("symlink", target, mount.source)
+        case "dir":
+            return RootCall("mkdir", target, mode=mount.mode)
+        case "tmpfs" | "proc":
+            flags, options = FILESYSTEMS[mount.kind]
+            return RootCall("mount", target, mount.kind, flags, options.format(mode=mount.mode))
+        case "read-only":  # a path of the new root's own /proc, over itself
+            return RootCall("bind", target, target, READ_ONLY | NO_SUID | NO_DEV, optional=True)
+        case "ro-bind" | "bind" | "dev-bind":
+            return RootCall("bind", target, OLD_ROOT + mount.source, BIND_ATTRIBUTES[mount.kind])
 
 
 def fork_sandbox(job: Job, start: Callable[[Job], object]) -> int:
     """Fork a sandbox that runs `start(job)` as its kernel; its outer process's id once it is up."""
     uid, zygote = secrets.choice(KERNEL_UIDS), os.getpid()
-    plan = sandbox_plan(Path(job.directory))
+    view = kernel_view(Path(job.directory))
     report, reporter = os.pipe()
     outer = os.fork()
     if outer == 0:
-        _child(lambda: _outer(job, uid, zygote, plan, reporter, start), reporter)
+        _child(lambda: _outer(job, uid, zygote, view, reporter, start), reporter)
     os.close(reporter)
     ready = os.read(report, 4096) if select.select([report], [], [], FORK_TIMEOUT)[0] else b""
     os.close(report)
@@ -122,7 +157,7 @@ def _outer(
     job: Job,
     uid: int,
     zygote: int,
-    plan: list[Mount],
+    view: KernelView,
     reporter: int,
     start: Callable[[Job], object],
 ) -> NoReturn:
@@ -143,7 +178,7 @@ def _outer(
     init = os.fork()
     if init == 0:
         os.close(alive_writer)
-        _child(lambda: _init(job, uid, plan, reporter, alive, start), reporter)
+        _child(lambda: _init(job, uid, view, reporter, alive, start), reporter)
     os.close(alive)
     os.close(reporter)
     code = os.waitstatus_to_exitcode(os.waitpid(init, 0)[1])
@@ -151,14 +186,20 @@ def _outer(
 
 
 def _init(
-    job: Job, uid: int, plan: list[Mount], reporter: int, alive: int, start: Callable[[Job], object]
+    job: Job,
+    uid: int,
+    view: KernelView,
+    reporter: int,
+    alive: int,
+    start: Callable[[Job], object],
 ) -> NoReturn:
     namespaces = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP
     check(LIBC.unshare(namespaces), "unshare")
-    _build_root(plan)
-    check(LIBC.sethostname(b"sandbox", ctypes.c_size_t(7)), "sethostname")
+    _build_root(root_calls(view))
+    hostname = view.hostname.encode()
+    check(LIBC.sethostname(hostname, ctypes.c_size_t(len(hostname))), "sethostname")
     _loopback_up()
-    os.chdir(job.directory)
+    os.chdir(view.directory)
     _drop_privileges(uid)
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # after the uid change, which clears it
     if select.select([alive], [], [], 0)[0]:
@@ -207,8 +248,8 @@ def check_confinement(job: Job) -> None:
         raise RuntimeError(f"a sandboxed process lacks {', '.join(missing)}")
 
 
-def _build_root(plan: list[Mount]) -> None:
-    """Pivot into a fresh root built from `plan`; nothing else of the host stays reachable."""
+def _build_root(calls: list[RootCall]) -> None:
+    """Pivot into a fresh root built by `calls`; nothing else of the host stays reachable."""
     mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing below propagates to the host
     mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700")
     os.mkdir("/tmp" + NEW_ROOT)
@@ -216,8 +257,8 @@ def _build_root(plan: list[Mount]) -> None:
     mount("tmpfs", "/tmp" + NEW_ROOT, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
     syscall("pivot_root", b"/tmp", ("/tmp" + OLD_ROOT).encode())
     os.chdir("/")
-    for step in plan:
-        _apply(step)
+    for call in calls:
+        _apply(call)
     check(LIBC.umount2(OLD_ROOT.encode(), MNT_DETACH), "umount2")
     os.chdir(NEW_ROOT)
     syscall("pivot_root", b".", b".")  # the new root, with the scaffolding stacked above it
@@ -226,22 +267,19 @@ def _build_root(plan: list[Mount]) -> None:
     set_attributes("/", READ_ONLY | NO_SUID | NO_DEV, recursive=False)
 
 
-def _apply(step: Mount) -> None:
-    target = NEW_ROOT + step.target
-    if step.kind == "symlink":
-        os.symlink(step.source, target)
-    elif step.kind == "dir":
-        os.makedirs(target, exist_ok=True)
-        os.chmod(target, step.mode)
-    elif step.kind in FILESYSTEMS:
-        os.makedirs(target, exist_ok=True)
-        flags, options = FILESYSTEMS[step.kind]
-        mount(step.kind, target, step.kind, flags, options.format(mode=step.mode))
-    elif step.kind == "read-only":
-        if os.path.exists(target):
-            _bind(target, target, READ_ONLY | NO_SUID | NO_DEV)
+def _apply(call: RootCall) -> None:
+    if call.optional and not os.path.exists(call.source):
+        return
+    if call.call == "symlink":
+        os.symlink(call.source, call.target)
+    elif call.call == "mkdir":
+        os.makedirs(call.target, exist_ok=True)
+        os.chmod(call.target, call.mode)
+    elif call.call == "mount":
+        os.makedirs(call.target, exist_ok=True)
+        mount(call.source, call.target, call.source, call.flags, call.options)
     else:
-        _bind(OLD_ROOT + step.source, target, BIND_ATTRIBUTES[step.kind])
+        _bind(call.source, call.target, call.flags)
 
 
 def _bind(source: str, target: str, attributes: int) -> None:
