@@ -17,9 +17,16 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
 
-from grader.config import COURSE_ENV, HIDDEN_SEED_ENV, Config, hidden_secret, load_config
+from grader.config import (
+    COURSE_ENV,
+    HIDDEN_SEED_ENV,
+    Config,
+    hidden_secret,
+    load_config,
+    without_course,
+)
 from grader.errors import CourseNotFoundError, GraderError
 from grader.results import NotebookResult
 from grader.untrusted import clean_line, clean_message
@@ -185,6 +192,7 @@ def _parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="write nothing; exit 1 if exercises/ is out of date"
     )
     assign.set_defaults(command=_assign)
+    _manual_grading_commands(commands)
     return parser
 
 
@@ -397,22 +405,28 @@ def _feedback(args: argparse.Namespace, config: Config) -> int:
     from grader.gradebook import Gradebook
     from grader.roster import match_roster
 
+    config = _course_if_any(args)
     with Gradebook(args.db) as gradebook:
         roster = gradebook.roster()
         graded = match_roster(gradebook.latest(), roster)
-    pages = write_feedback(graded, args.out, _course_templates(args), roster)
+        actions = gradebook.actions()
+    pages = write_feedback(graded, args.out, _course_templates(config), roster, actions, config)
     print(f"wrote {len(pages)} page(s) under {args.out}; class summary: {args.out / 'index.html'}")
     return EXIT_PASSED
 
 
-def _course_templates(args: argparse.Namespace) -> Path | None:
-    """The feedback templates of the course named or found here, if any: pages need no course."""
+def _course_if_any(args: argparse.Namespace) -> Config:
+    """The course named or found here; without one, the defaults (pages, exports and manual
+    grades need no course: they then know the notebooks from the gradebook alone)."""
     try:
-        config = load_config(args.course)
+        return load_config(args.course)
     except CourseNotFoundError:
         if args.course is not None or os.environ.get(COURSE_ENV):
             raise  # a course was named: a wrong name is an error, not the packaged pages
-        return None
+        return without_course()
+
+
+def _course_templates(config: Config) -> Path | None:
     return config.path(config.templates_dir) if config.templates_dir else None
 
 
@@ -444,6 +458,109 @@ def _assign(args: argparse.Namespace, config: Config) -> int:
     if not changed:
         print("exercises/ is up to date")
     return EXIT_LOST_POINTS if args.check and changed else EXIT_PASSED
+
+
+# --- manual grading: override, excuse, comment, remove, history ---
+_Done = TypeVar("_Done")
+
+
+def _manual_grading_commands(commands: Any) -> None:
+    override = _manual_command(commands, "override", "set a notebook's or a check's score by hand")
+    override.add_argument("check", nargs="?", default="", help="one check (default: the notebook)")
+    score = override.add_mutually_exclusive_group(required=True)
+    score.add_argument("--score", type=float, help="the score that replaces the autograder's")
+    score.add_argument("--clear", action="store_true", help="take the override back")
+    override.add_argument("--reason", required=True, help="why, for the history")
+    override.set_defaults(command=_override)
+    excuse = _manual_command(commands, "excuse", "excuse a student from a notebook")
+    excuse.add_argument("--undo", action="store_true", help="take the excuse back")
+    excuse.add_argument("--reason", required=True, help="why, for the history")
+    excuse.set_defaults(command=_excuse)
+    comment = _manual_command(commands, "comment", "comment on a notebook, a check or a TO DO cell")
+    comment.add_argument("target", nargs="?", default="", help="a check or a TO DO cell's grade id")
+    comment.add_argument("--text", required=True, help="the comment the student reads")
+    comment.set_defaults(command=_comment)
+    remove = _manual_command(commands, "remove", "take a submission recorded by mistake out")
+    remove.add_argument("--reason", required=True, help="why, for the history")
+    remove.set_defaults(command=_remove)
+    history = commands.add_parser("history", help="every manual grading action: who, when, why")
+    _database_option(history)
+    history.set_defaults(command=_history, needs_course=False)
+
+
+def _manual_command(commands: Any, name: str, text: str) -> argparse.ArgumentParser:
+    command: argparse.ArgumentParser = commands.add_parser(name, help=text)
+    command.add_argument("student", help="the student's roster id (or key in the gradebook)")
+    command.add_argument("notebook", help="the notebook")
+    command.add_argument("--by", help="who acts (default: $USER)")
+    _database_option(command)
+    command.set_defaults(needs_course=False)
+    return command
+
+
+def _act(args: argparse.Namespace, act: Callable[..., _Done], **action: Any) -> _Done:
+    """`act(gradebook, class record, GradingAction(...))` on the gradebook `--db` names."""
+    from grader.gradebook import Gradebook, GradingAction
+    from grader.manual import acting_user, class_record
+
+    with Gradebook(args.db) as gradebook:
+        record = class_record(gradebook, _course_if_any(args))
+        by = acting_user(args.by)
+        return act(gradebook, record, GradingAction(args.student, args.notebook, by=by, **action))
+
+
+def _override(args: argparse.Namespace, config: Config) -> int:
+    from grader.manual import override
+
+    score = None if args.clear else args.score
+    _act(args, override, kind="override", target=args.check, score=score, text=args.reason)
+    what = f"{args.notebook} {args.check}".strip()
+    done = "override taken back" if args.clear else f"now {args.score:g} (overridden)"
+    print(f"{clean_line(args.student)} {clean_line(what)}: {done}")
+    return EXIT_PASSED
+
+
+def _excuse(args: argparse.Namespace, config: Config) -> int:
+    from grader.manual import excuse
+
+    _act(args, excuse, kind="unexcuse" if args.undo else "excuse", text=args.reason)
+    state = "no longer excused" if args.undo else "excused"
+    print(f"{clean_line(args.student)} {clean_line(args.notebook)}: {state}")
+    return EXIT_PASSED
+
+
+def _comment(args: argparse.Namespace, config: Config) -> int:
+    from grader.manual import comment
+
+    _act(args, comment, kind="comment", target=args.target, text=args.text)
+    print(f"{clean_line(args.student)} {clean_line(args.notebook)}: comment kept")
+    return EXIT_PASSED
+
+
+def _remove(args: argparse.Namespace, config: Config) -> int:
+    from grader.manual import remove
+
+    removed = _act(args, remove, kind="remove", text=args.reason)
+    print(
+        f"{clean_line(args.student)} {clean_line(args.notebook)}: {removed} submission(s) "
+        "taken out of the grades (grading them again brings them back)"
+    )
+    return EXIT_PASSED
+
+
+def _history(args: argparse.Namespace, config: Config) -> int:
+    from grader.gradebook import Gradebook
+
+    with Gradebook(args.db) as gradebook:
+        actions = gradebook.actions()
+    for action in actions:
+        score = "" if action.score is None else f" {action.score:g}"
+        where = " ".join(part for part in (action.notebook, action.target) if part)
+        print(
+            _one_line(f"{action.at:%Y-%m-%d %H:%M} UTC {action.by}: {action.kind} "
+                      f"{action.student} {where}{score}: {action.text}")
+        )  # fmt: skip
+    return EXIT_PASSED
 
 
 if __name__ == "__main__":

@@ -84,6 +84,12 @@ class Config:
         return (self.root / folder).resolve()
 
 
+def without_course() -> Config:
+    """The settings where no course is found (pages and exports of a gradebook alone): the
+    defaults, with a root that holds no course folder to be looked into."""
+    return Config(root=Path(os.devnull))
+
+
 def find_course_root(named: Path | None = None, submitted: Sequence[Path] = ()) -> Path:
     """The course folder: `named`, else `$GRADER_COURSE`, else the nearest folder at or above the
     current one whose pyproject.toml has `[tool.grader]` and that neither is nor lies inside one

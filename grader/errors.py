@@ -99,3 +99,8 @@ class RosterError(GraderError):
 class PrecomputedMismatchError(CourseError):
     """Precomputed reference results (a student kit's) have none for this exercise, grader
     version, checks module or device: the message says which, and what to install or fetch."""
+
+
+class ManualGradingError(GraderError):
+    """A manual-grading command names a student, notebook or check the class does not have, or
+    gives a score out of range."""

@@ -30,11 +30,19 @@ from urllib.parse import quote
 
 import jinja2
 
+from grader.config import Config, without_course
 from grader.errors import CourseError
-from grader.export import by_student, notebook_maximum, student_slugs, write_atomically
-from grader.gradebook import GradedNotebook
+from grader.export import student_slugs, write_atomically
+from grader.gradebook import GradedNotebook, GradingAction
 from grader.results import CheckResult, Figure, NotebookResult, Series
 from grader.roster import RosterEntry
+from grader.standing import (
+    ManualGrade,
+    Standing,
+    class_standings,
+    manual_grades,
+    student_total,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -94,11 +102,22 @@ class CellView:
 
 @dataclass(frozen=True)
 class ScoreCell:
-    """One student's notebook in the class table; `link` is None when nothing was handed in."""
+    """One student's notebook in the class table: its standing, and the link to its page
+    (None when nothing was handed in)."""
 
-    score: float
+    standing: Standing
     link: str | None = None
     error: bool = False
+
+    @property
+    def score(self) -> float:
+        """What counts (0 when nothing does)."""
+        return self.standing.final or 0.0
+
+    @property
+    def counted(self) -> bool:
+        """Whether the notebook has a score: handed in or overridden, not excused."""
+        return self.standing.final is not None
 
 
 @dataclass(frozen=True)
@@ -106,6 +125,8 @@ class StudentRow:
     student: str
     cells: tuple[ScoreCell, ...]
     total: float
+    maximum: float
+    """The student's maximum: their excused notebooks' points do not count."""
     name: str = ""
     """The roster's name for the student, if the roster lists them."""
 
@@ -155,6 +176,8 @@ def write_feedback(
     folder: Path,
     templates: Path | None = None,
     roster: Sequence[RosterEntry] = (),
+    actions: Sequence[GradingAction] = (),
+    config: Config | None = None,
 ) -> list[Path]:
     """Write a page per student and notebook, and the class page with its sorted copies.
 
@@ -170,6 +193,10 @@ def write_feedback(
     roster
         The class list: its students are rows of the class table, handed in or not, with their
         names (`graded` is matched to it already, `grader.roster.match_roster`).
+    actions
+        The instructor's overrides, excuses and comments (`Gradebook.actions()`).
+    config
+        The course: its notebooks, their maxima and its late policy (default: none).
 
     Returns
     -------
@@ -177,17 +204,23 @@ def write_feedback(
         The pages written, the class page last.
     """
     environment = template_environment(templates)
-    pages = _page_names(g.result.notebook for g in graded)
+    grades = class_standings(graded, roster, actions, config or without_course())
+    manual = manual_grades(actions)
+    notebooks = list(next(iter(grades.values()), {}))
+    pages = _page_names(notebooks)
     sorted_pages = _sorted_page_names(pages)
     folders = student_folders((g.student for g in graded), sorted_pages.values())
     written = []
     for item in graded:
+        standing = grades[item.student][item.result.notebook]
+        own = manual.get((item.student, item.result.notebook), ManualGrade())
+        view = _student_view(item, standing, own)
         target = folder / folders[item.student] / pages[item.result.notebook]
-        write_atomically(target, _render(environment, "student.html.j2", **_student_view(item)))
+        write_atomically(target, _render(environment, "student.html.j2", **view))
         written.append(target)
     summaries = [_notebook_summary(nb, items) for nb, items in _by_notebook(graded).items()]
     for key, name in sorted_pages.items():
-        table = _class_table(graded, roster, folders, pages, sorted_pages, key)
+        table = _class_table(graded, roster, grades, folders, pages, sorted_pages, key)
         page = _render(environment, "class.html.j2", table=table, notebooks=summaries,
                        statistics=name == INDEX)  # fmt: skip
         write_atomically(folder / name, page)
@@ -271,11 +304,13 @@ def pass_rates(items: Sequence[GradedNotebook]) -> list[CheckRate]:
 
 
 # --- the student's page ---
-def _student_view(item: GradedNotebook) -> dict[str, Any]:
+def _student_view(item: GradedNotebook, standing: Standing, manual: ManualGrade) -> dict[str, Any]:
     result = item.result
     return {
         "item": item,
         "result": result,
+        "standing": standing,
+        "manual": manual,
         "cells": [_cell_view(result, g) for g in _grade_ids(result)],
     }
 
@@ -308,24 +343,24 @@ def _figure_view(figure: Figure) -> FigureView:
 def _class_table(
     graded: list[GradedNotebook],
     roster: Sequence[RosterEntry],
+    grades: dict[str, dict[str, Standing]],
     folders: dict[str, str],
     pages: dict[str, str],
     sorted_pages: dict[str, str],
     sort_key: str,
 ) -> ClassTable:
     """The students x notebooks table, sorted by `sort_key` (scores: highest first)."""
-    notebooks = sorted(pages)
-    maximum = {nb: notebook_maximum(graded, nb) for nb in notebooks}
+    notebooks = list(pages)
     names = {entry.lms_id: entry.name for entry in roster}
-    students: dict[str, list[GradedNotebook]] = {student: [] for student in names}
-    students |= by_student(graded)
+    handed_in = {(item.student, item.result.notebook): item for item in graded}
     rows = [
-        _student_row(student, items, notebooks, folders.get(student, ""), pages)
-        for student, items in students.items()
+        _student_row(student, grades[student], handed_in, folders.get(student, ""), pages)
+        for student in grades
     ]
     rows = [dataclasses.replace(row, name=names.get(row.student, "")) for row in rows]
+    maxima = next(iter(grades.values()), {})
     columns = tuple(
-        NotebookColumn(nb, pages[nb].removesuffix(".html"), _mean(rows, i), maximum[nb])
+        NotebookColumn(nb, pages[nb].removesuffix(".html"), _mean(rows, i), maxima[nb].maximum)
         for i, nb in enumerate(notebooks)
     )
     keys = [column.key for column in columns]
@@ -336,30 +371,29 @@ def _class_table(
         sorted_by=sort_key,
         sort_links={key: quote(name) for key, name in sorted_pages.items()},
         mean_total=round(statistics.mean(row.total for row in rows), 2) if rows else 0.0,
-        max_total=sum(maximum.values()),
+        max_total=sum(column.maximum for column in columns),
     )
 
 
 def _student_row(
     student: str,
-    items: list[GradedNotebook],
-    notebooks: list[str],
+    standings: dict[str, Standing],
+    handed_in: dict[tuple[str, str], GradedNotebook],
     folder: str,
     pages: dict[str, str],
 ) -> StudentRow:
-    results = {item.result.notebook: item.result for item in items}
-    cells = tuple(
-        ScoreCell(results[nb].score, quote(f"{folder}/{pages[nb]}"), bool(results[nb].error))
-        if nb in results
-        else ScoreCell(0.0)
-        for nb in notebooks
-    )
-    return StudentRow(student, cells, sum(result.score for result in results.values()))
+    cells = []
+    for notebook, standing in standings.items():
+        item = handed_in.get((student, notebook))
+        link = None if item is None else quote(f"{folder}/{pages[notebook]}")
+        cells.append(ScoreCell(standing, link, item is not None and bool(item.result.error)))
+    total, maximum = student_total(standings)
+    return StudentRow(student, tuple(cells), total, maximum)
 
 
 def _mean(rows: list[StudentRow], column: int) -> float:
-    """The mean score of the students who handed the notebook in."""
-    scores = [row.cells[column].score for row in rows if row.cells[column].link is not None]
+    """The mean score of the students whose notebook has a score (not missing or excused)."""
+    scores = [row.cells[column].score for row in rows if row.cells[column].counted]
     return round(statistics.mean(scores), 2) if scores else 0.0
 
 
@@ -370,7 +404,7 @@ def _sort_value(row: StudentRow, key: str, columns: list[str]) -> tuple[float, s
     if key == "total":
         return (-row.total, row.student)
     cell = row.cells[columns.index(key)]
-    return (math.inf if cell.link is None else -cell.score, row.student)
+    return (-cell.score if cell.counted else math.inf, row.student)
 
 
 def _notebook_summary(notebook: str, items: list[GradedNotebook]) -> NotebookSummary:

@@ -123,15 +123,16 @@ def student_total(notebooks: Mapping[str, Standing]) -> tuple[float, float]:
 class ManualGrade:
     """What the instructor's actions say about one student's notebook, once replayed."""
 
-    notebook: float | None = None
-    """The override of the whole notebook."""
-    checks: Mapping[str, float] = field(default_factory=dict)
-    """Check name -> its overriding score."""
+    notebook: GradingAction | None = None
+    """The override of the whole notebook in force."""
+    checks: Mapping[str, GradingAction] = field(default_factory=dict)
+    """Check name -> the override of that check in force."""
     excused: bool = False
+    comments: tuple[GradingAction, ...] = ()
 
 
 def manual_grades(actions: Iterable[GradingAction]) -> dict[tuple[str, str], ManualGrade]:
-    """(student, notebook) -> the overrides and excuse in force after `actions`, in order."""
+    """(student, notebook) -> the overrides, excuse and comments in force after `actions`."""
     grades: dict[tuple[str, str], ManualGrade] = {}
     for action in actions:
         key = (action.student, action.notebook)
@@ -141,16 +142,17 @@ def manual_grades(actions: Iterable[GradingAction]) -> dict[tuple[str, str], Man
 
 def _replayed(grade: ManualGrade, action: GradingAction) -> ManualGrade:
     """`grade` after `action` (an override with no score takes the override back)."""
+    in_force = action if action.score is not None else None
     if action.kind == "override" and not action.target:
-        return replace(grade, notebook=action.score)
+        return replace(grade, notebook=in_force)
     if action.kind == "override":
-        checks = {name: s for name, s in grade.checks.items() if name != action.target}
-        if action.score is not None:
-            checks[action.target] = action.score
-        return replace(grade, checks=checks)
+        checks = {name: a for name, a in grade.checks.items() if name != action.target}
+        return replace(grade, checks=checks | ({action.target: in_force} if in_force else {}))
     if action.kind in ("excuse", "unexcuse"):
         return replace(grade, excused=action.kind == "excuse")
-    return grade  # comments and removals change no score
+    if action.kind == "comment":
+        return replace(grade, comments=(*grade.comments, action))
+    return grade  # a removal changes no score: the submission is gone from the runs
 
 
 def _standing(
@@ -177,12 +179,12 @@ def _standing(
 
 def _override(item: GradedNotebook | None, manual: ManualGrade) -> float | None:
     if manual.notebook is not None:
-        return manual.notebook
+        return manual.notebook.score
     if not manual.checks:
         return None
     recorded = {} if item is None else {check.name: check.score for check in item.result.checks}
-    raw = sum(recorded.values())
-    return raw + sum(score - recorded.get(name, 0.0) for name, score in manual.checks.items())
+    scores = recorded | {name: action.score or 0.0 for name, action in manual.checks.items()}
+    return sum(scores.values())
 
 
 def _due(config: Config, student: str, notebook: str) -> tuple[datetime | None, bool]:
