@@ -166,6 +166,15 @@ def test_history_is_kept_and_the_latest_submission_counts(db_url: str) -> None:
     assert latest["bob"].result.score == 3.0
 
 
+def test_the_lms_late_mark_reads_back(db_url: str) -> None:
+    late = dataclasses.replace(submission("bob"), lms_late=True)
+    with Gradebook(db_url) as gradebook:
+        gradebook.record(late, result(), "1.0", "v1")
+        gradebook.record(submission(), result(), "1.0", "v1")
+        marks = {g.student: g.lms_late for g in gradebook.latest()}
+    assert marks == {"alice": False, "bob": True}
+
+
 def test_is_graded_needs_the_same_file_grader_and_course(db_url: str) -> None:
     with Gradebook(db_url) as gradebook:
         gradebook.record(submission(), result(), "1.0", "v1")
