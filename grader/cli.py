@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from grader.submissions import Submission
 
 EXIT_PASSED, EXIT_LOST_POINTS, EXIT_GRADER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+KIT_NOTE = "checked on the notebook's own data; the hidden variant is graded when you hand in"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -193,6 +194,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     assign.set_defaults(command=_assign)
     _manual_grading_commands(commands)
+
+    release = commands.add_parser(
+        "release", help="write the student kit: exercises, checks, public references, no answers"
+    )
+    release.add_argument("kit", type=Path, help="the new folder to write the kit into")
+    release.add_argument(
+        "--device",
+        choices=["cpu", "cuda", "auto"],
+        default=None,
+        help="cpu: references for the cpu only; cuda or auto (where torch sees a GPU): for both",
+    )
+    release.set_defaults(command=_release)
     return parser
 
 
@@ -218,15 +231,18 @@ def _check(args: argparse.Namespace, config: Config) -> int:
 
     started = time.monotonic()
     workers = _workers(args)
-    config = _secured(config)
+    if not config.kit:  # a kit grades the public variant only: it has no secret, nor needs one
+        config = _secured(config)
     with start_zygote() as zygote:  # first: its imports overlap the grader's own
         from grader.export import write_atomically, write_json_atomically
         from grader.grading import check_notebooks
         from grader.report import gradescope_results, junit_xml, render_text
         from grader.results import all_passed, ungradable
 
-        paths = args.paths or [config.path(config.exercises_dir)]
+        paths = args.paths or [config.path(config.notebooks_dir or config.exercises_dir)]
         results = check_notebooks(paths, config, workers, _progress_line(), zygote)
+    if config.kit:
+        print(f"note: {KIT_NOTE}\n")
     print(render_text(results), end="")
     if args.json:
         write_json_atomically(args.json, gradescope_results(results, time.monotonic() - started))
@@ -250,6 +266,8 @@ def _grade(args: argparse.Namespace, config: Config) -> int:
     from grader.engine.client import start_zygote
 
     workers = _workers(args)
+    if config.kit:
+        raise GraderError(f"{config.root} is a student kit: grade a class from the course's folder")
     config = _secured(config)
     with _progress_display(sys.stderr) as progress:  # first: it shows the warm-up too
         progress.stage("warming up: the kernel zygote is importing torch")
@@ -560,6 +578,19 @@ def _history(args: argparse.Namespace, config: Config) -> int:
             _one_line(f"{action.at:%Y-%m-%d %H:%M} UTC {action.by}: {action.kind} "
                       f"{action.student} {where}{score}: {action.text}")
         )  # fmt: skip
+    return EXIT_PASSED
+
+
+def _release(args: argparse.Namespace, config: Config) -> int:
+    from grader.release import release
+
+    if config.kit:
+        raise GraderError(f"{config.root} is a student kit: release from the course's folder")
+    kit = release(config, args.kit)
+    print(
+        f"wrote the student kit of {len(kit.exercises)} notebook(s) to {kit.root}, with "
+        f"reference results for {' and '.join(kit.devices)}; no solutions, no secret"
+    )
     return EXIT_PASSED
 
 

@@ -468,18 +468,18 @@ def _variant_runs(
     """The student's and the reference's runs under one variant, decoded."""
     course, prepared = grading.course, grading.prepared
     asked = questions(course.spec, variant)
-    if prepared.unreadable:
-        student = _unrun(variant, prepared.notebook, prepared.unreadable)
-    else:
-        student = _student_run(prepared.notebook, variant, asked, session, pool)
     config = session.config
-    if config.kit:
+    if config.kit:  # first: a kit that does not fit is said at once, no kernel run for nothing
         store = config.path(config.references_dir)
         reference = load_reference(store, course.exercise.name, variant, asked)
     else:
         request = ReferenceRequest(course.exercise, course.solution, variant, asked)
         cache_dir = config.path(config.cache_dir)
         reference = reference_run(request, cache_dir, functools.partial(_record, session, pool))
+    if prepared.unreadable:
+        student = _unrun(variant, prepared.notebook, prepared.unreadable)
+    else:
+        student = _student_run(prepared.notebook, variant, asked, session, pool)
     return VariantRuns(variant.label, student, reference, variant.hidden)
 
 
