@@ -5,16 +5,21 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
 import pytest
+from jupyter_core.utils import ensure_event_loop
 from nbformat import NotebookNode
 
 from grader.assign import assign
 from grader.config import Config, load_config
+from grader.engine.client import Zygote, start_zygote
 from grader.engine.runs import RUN_ROOT
+from grader.execute import ExecutedNotebook, Limits, run_notebook
 from grader.notebook import grade_id
+from grader.pool import KernelPool
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = [
@@ -41,7 +46,7 @@ def reference_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("grader-cache")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")  # frozen: module-scoped fixtures that grade once may use it
 def course(reference_cache: Path) -> Config:
     """The bundled course, with its reference cache outside the source tree."""
     return dataclasses.replace(load_config(ROOT), cache_dir=str(reference_cache))
@@ -170,3 +175,28 @@ def own_run_dirs(pid: int | None = None) -> set[str]:
     """The run and zygote directories of the grader with process id `pid` (default: this one)."""
     prefixes = tuple(f"grader-{kind}-{pid or os.getpid()}-" for kind in ("run", "zygote"))
     return {name for name in os.listdir(RUN_ROOT) if name.startswith(prefixes)}
+
+
+@pytest.fixture(scope="module")
+def zygote() -> Iterator[Zygote | None]:
+    """One kernel zygote for a module's kernel tests (None where kernels are not forked): a run
+    or a batch of its own starts one, about 2 s of imports each time."""
+    with start_zygote() as started:
+        yield started
+
+
+def run_notebooks(
+    notebooks: dict[str, NotebookNode], limits: Limits, zygote: Zygote | None, workers: int = 2
+) -> dict[str, ExecutedNotebook]:
+    """Each notebook run top to bottom in a fresh kernel of its own, as `run_notebook` runs it,
+    `workers` at a time, the kernels forked from one `zygote`."""
+
+    def run(nb: NotebookNode) -> ExecutedNotebook:
+        try:
+            with KernelPool(limits.resources, limits.threads, 0, zygote) as kernels:
+                return run_notebook(nb, [], limits, kernels)
+        finally:
+            ensure_event_loop().close()  # the loop jupyter_client made for this thread
+
+    with ThreadPoolExecutor(workers) as executor:
+        return dict(zip(notebooks, executor.map(run, notebooks.values()), strict=True))

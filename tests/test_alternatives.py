@@ -3,10 +3,10 @@
 Every TO DO cell of the five notebooks has at least three alternatives a competent student could
 write: a vectorised or a loop form, `torch.optim` where the text allows it, another optimiser
 where it is free, other names, other plotting, other forms of the graded values. Variant `k` of a
-notebook takes the `k`-th alternative of every cell that has one, and a notebook's variants are
-graded in one batch. Variant 1 holds the other forms of the graded values (NumPy arrays, tensors,
-other layouts), so it also runs top to bottom, to show that the locked cells displaying them accept
-them.
+notebook takes the `k`-th alternative of every cell that has one, and the variants of all five
+notebooks are graded in one batch. Variant 1 holds the other forms of the graded values (NumPy
+arrays, tensors, other layouts), so it also runs top to bottom, to show that the locked cells
+displaying them accept them.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ import pytest
 from nbformat import NotebookNode
 
 from grader.config import Config
-from grader.execute import Limits, run_notebook
+from grader.engine.client import Zygote
+from grader.execute import Limits
 from grader.grading import check_notebooks
 from grader.notebook import todo_ids
 from grader.report import check_id
-from tests.conftest import NOTEBOOKS, cell_of, solution, write
+from tests.conftest import NOTEBOOKS, cell_of, run_notebooks, solution, write
 
 pytestmark = pytest.mark.slow
 
@@ -629,14 +630,46 @@ def variant(name: str, k: int) -> NotebookNode:
     return with_cells(name, {gid: sources[k] for gid, sources in cells if k < len(sources)})
 
 
-def lost_points(course: Config, paths: list[Path]) -> dict[str, str]:
-    """Every check lost by any of `paths`, graded in one batch, as `folder: check` -> message."""
-    results = check_notebooks(paths, course)
+NO_NEW_FIGURE = "02_no_new_figure_after_a_3d_plot"  # the folder of the last test's notebook
+
+
+def no_new_figure_after_a_3d_plot() -> NotebookNode:
+    """02's solution drawing its loops' losses without `plt.figure()` after the 3-D plots."""
+    # The locked cells before both loops draw in 3-D: only because the grader closes figures after
+    # every cell, as Jupyter's inline backend does, does plt.plot get fresh 2-D axes here.
+    nb = solution("02_linear_regression_numpy")
+    for gid in ("sgd_loop", "gd_loop"):
+        cell = cell_of(nb, gid)
+        assert "plt.figure(figsize=(7, 4))\n" in cell.source
+        cell.source = cell.source.replace("plt.figure(figsize=(7, 4))\n", "")
+    cell_of(nb, "gd_loop").source = cell_of(nb, "gd_loop").source.replace(
+        "plt.plot(gd_losses)", "plt.semilogy(gd_losses)"
+    )
+    return nb
+
+
+@pytest.fixture(scope="module")
+def lost(
+    course: Config, zygote: Zygote | None, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, dict[str, str]]:
+    """Every variant of every notebook, and the notebook of the last test, graded in one batch:
+    the checks each folder lost, `check` -> message."""
+    folder = tmp_path_factory.mktemp("alternatives")
+    paths = [
+        write(variant(name, k), folder / f"{name}-variant{k}", name)
+        for name in NOTEBOOKS
+        for k in range(max(len(sources) for sources in ALTERNATIVES[name].values()))
+    ]
+    paths.append(
+        write(no_new_figure_after_a_3d_plot(), folder / NO_NEW_FIGURE, "02_linear_regression_numpy")
+    )
+    results = check_notebooks(paths, course, zygote=zygote)
+    assert len(results) == len(paths) and not any(result.error for result in results)
     return {
-        f"{Path(result.path).parent.name}: {check_id(check)}": check.message
+        Path(result.path).parent.name: {
+            check_id(check): check.message for check in result.checks if not check.passed
+        }
         for result in results
-        for check in result.checks
-        if not check.passed
     }
 
 
@@ -648,32 +681,23 @@ def test_every_todo_cell_has_at_least_three_alternatives() -> None:
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_alternatives_keep_every_point(course: Config, tmp_path: Path, name: str) -> None:
-    count = max(len(sources) for sources in ALTERNATIVES[name].values())
-    paths = [write(variant(name, k), tmp_path / f"variant{k}", name) for k in range(count)]
-    assert lost_points(course, paths) == {}
+def test_alternatives_keep_every_point(lost: dict[str, dict[str, str]], name: str) -> None:
+    variants = {
+        folder: checks for folder, checks in lost.items() if folder.startswith(f"{name}-variant")
+    }
+    assert len(variants) >= 3 and all(checks == {} for checks in variants.values()), variants
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_locked_cells_display_other_forms_of_the_results(name: str) -> None:
-    executed = run_notebook(
-        variant(name, OTHER_FORMS), [], Limits(cell_timeout=60, notebook_timeout=120)
-    )
-    assert [(c.grade_id, c.ename, c.evalue) for c in executed.cells if c.status != "ok"] == []
+def test_locked_cells_display_other_forms_of_the_results(zygote: Zygote | None) -> None:
+    notebooks = {name: variant(name, OTHER_FORMS) for name in NOTEBOOKS}
+    executed = run_notebooks(notebooks, Limits(cell_timeout=60, notebook_timeout=120), zygote)
+    assert {
+        name: [(c.grade_id, c.ename, c.evalue) for c in run.cells if c.status != "ok"]
+        for name, run in executed.items()
+    } == {name: [] for name in NOTEBOOKS}
 
 
 def test_plotting_without_a_new_figure_after_a_3d_plot_keeps_every_point(
-    course: Config, tmp_path: Path
+    lost: dict[str, dict[str, str]],
 ) -> None:
-    # The locked cells before both loops draw in 3-D: only because the grader closes figures after
-    # every cell, as Jupyter's inline backend does, does plt.plot get fresh 2-D axes here.
-    name = "02_linear_regression_numpy"
-    nb = solution(name)
-    for gid in ("sgd_loop", "gd_loop"):
-        cell = cell_of(nb, gid)
-        assert "plt.figure(figsize=(7, 4))\n" in cell.source
-        cell.source = cell.source.replace("plt.figure(figsize=(7, 4))\n", "")
-    cell_of(nb, "gd_loop").source = cell_of(nb, "gd_loop").source.replace(
-        "plt.plot(gd_losses)", "plt.semilogy(gd_losses)"
-    )
-    assert lost_points(course, [write(nb, tmp_path, name)]) == {}
+    assert lost[NO_NEW_FIGURE] == {}

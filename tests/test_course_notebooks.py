@@ -5,7 +5,8 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from grader.execute import Limits, run_notebook
+from grader.engine.client import Zygote
+from grader.execute import ExecutedNotebook, Limits
 from grader.notebook import (
     grade_id,
     is_parameters,
@@ -14,7 +15,7 @@ from grader.notebook import (
     read_parameters,
     todo_ids,
 )
-from tests.conftest import NOTEBOOKS, ROOT
+from tests.conftest import NOTEBOOKS, ROOT, run_notebooks
 
 TODO_IDS = {
     "01_autograd_basics": ["parabola_descent", "curve_fit"],
@@ -51,23 +52,36 @@ def test_solutions_are_modern_and_clean(name: str) -> None:
             assert cell.outputs == [] and cell.execution_count is None
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_solution_runs_top_to_bottom_without_error(name: str) -> None:
-    nb = nbformat.read(ROOT / "solutions" / f"{name}.ipynb", as_version=4)
-    executed = run_notebook(nb, [], Limits(cell_timeout=60, notebook_timeout=60))
-    assert [(c.grade_id, c.status, c.evalue) for c in executed.cells if c.status != "ok"] == []
-    assert executed.seconds < 60
+@pytest.fixture(scope="module")
+def executed(zygote: Zygote | None) -> dict[str, ExecutedNotebook]:
+    """Every solution and exercise run top to bottom once, as `folder/name`."""
+    notebooks = {
+        f"{folder}/{name}": nbformat.read(ROOT / folder / f"{name}.ipynb", as_version=4)
+        for folder in ("solutions", "exercises")
+        for name in NOTEBOOKS
+    }
+    return run_notebooks(notebooks, Limits(cell_timeout=60, notebook_timeout=60), zygote)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_exercise_raises_not_implemented_in_each_todo_cell_only(name: str) -> None:
-    nb = nbformat.read(ROOT / "exercises" / f"{name}.ipynb", as_version=4)
-    executed = run_notebook(nb, [], Limits(cell_timeout=60, notebook_timeout=60))
-    raising = [c.grade_id for c in executed.cells if c.ename == "NotImplementedError"]
+def test_solution_runs_top_to_bottom_without_error(
+    executed: dict[str, ExecutedNotebook], name: str
+) -> None:
+    run = executed[f"solutions/{name}"]
+    assert [(c.grade_id, c.status, c.evalue) for c in run.cells if c.status != "ok"] == []
+    assert run.seconds < 60
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_exercise_raises_not_implemented_in_each_todo_cell_only(
+    executed: dict[str, ExecutedNotebook], name: str
+) -> None:
+    run = executed[f"exercises/{name}"]
+    raising = [c.grade_id for c in run.cells if c.ename == "NotImplementedError"]
     assert raising == TODO_IDS[name]
-    for cell in executed.cells:
+    for cell in run.cells:
         assert cell.status in ("ok", "error") and cell.ename in (
             "",
             "NotImplementedError",
