@@ -188,6 +188,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     feedback.set_defaults(command=_feedback, needs_course=False)
 
+    gradescope = commands.add_parser(
+        "gradescope", help="build a Gradescope autograder zip (references precomputed)"
+    )
+    gradescope.add_argument("out", type=Path, help="the zip to write")
+    gradescope.add_argument(
+        "notebooks", nargs="*", help="exercises it grades, by name (default: all of them)"
+    )
+    gradescope.set_defaults(command=_gradescope)
+
     assign = commands.add_parser("assign", help="write exercises/ from solutions/")
     assign.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 if exercises/ is out of date"
@@ -464,6 +473,19 @@ def _progress_line() -> Callable[[NotebookResult], None]:
             pass
 
     return show
+
+
+def _gradescope(args: argparse.Namespace, config: Config) -> int:
+    from grader.gradescope import build_autograder
+
+    config = _secured(config)
+    names = [Path(name).stem for name in args.notebooks]  # `01_x.ipynb` names `01_x` too
+    chosen = build_autograder(config, args.out, names)
+    print(
+        f"wrote {args.out}: a Gradescope autograder for {', '.join(chosen)} "
+        "(both variants' references precomputed on the CPU; no solutions, no secret)"
+    )
+    return EXIT_PASSED
 
 
 def _assign(args: argparse.Namespace, config: Config) -> int:

@@ -46,6 +46,9 @@ class Config:
     """A kit's precomputed reference results (`grader.precomputed`)."""
     notebooks_dir: str = ""
     """The notebooks `grader check` checks when none is named ("": `exercises_dir`)."""
+    variants_file: str = ""
+    """With `kit`: the planned variants of an autograder bundle (`grader gradescope`), both
+    runs of each exercise, drawn where the bundle was built ("": the public variant only)."""
     device: str = "auto"
     """`cpu`, `cuda`, or `auto` (cuda when available)."""
     cell_timeout: float = 60.0

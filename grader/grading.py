@@ -49,7 +49,7 @@ from grader.extract import (
 from grader.figures import draw_figures
 from grader.notebook import grade_id, is_todo, read_course_notebook
 from grader.pool import KernelPool
-from grader.precomputed import load_reference
+from grader.precomputed import load_reference, load_variants
 from grader.prepare import (
     RUNS_PER_NOTEBOOK,
     PreparedNotebook,
@@ -174,7 +174,8 @@ def grade_jobs(
 
     exercises = find_exercises(config)
     runnable = sum(1 for job in jobs if not job.problem and job.exercise in exercises)
-    runs_per_notebook = 1 if config.kit else RUNS_PER_NOTEBOOK  # a kit has no hidden variant
+    # a kit has no hidden variant; an autograder bundle has both, planned where it was built
+    runs_per_notebook = 1 if config.kit and not config.variants_file else RUNS_PER_NOTEBOOK
     count = min(workers or os.cpu_count() or 1, runs_per_notebook * runnable)  # no idle kernels
     with contextlib.ExitStack() as stack:
         if zygote is None and count:  # importing torch while the checks modules load here
@@ -375,7 +376,10 @@ def _start_grading(index: int, path: Path, course: _Course, session: _Session) -
     started = time.monotonic()
     prepared = prepare_submission(path, course.pristine)
     name = course.exercise.name
-    if session.config.kit:
+    config = session.config
+    if config.variants_file:
+        plan = load_variants(config.path(config.variants_file), name, session.device)
+    elif config.kit:
         plan = [public_variant(course.pristine, name, session.device)]
     else:
         plan = variants(course.pristine, name, course.spec, session.device, session.hidden_seed)

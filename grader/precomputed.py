@@ -22,13 +22,14 @@ What can be precomputed, for whoever builds a bundle:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grader.errors import PrecomputedMismatchError
+from grader.errors import CourseError, PrecomputedMismatchError
 from grader.extract import RunData
 from grader.prepare import Variant
 from grader.references import GRADER_VERSION, Questions, collect_record, is_record
@@ -156,3 +157,37 @@ def _why_missing(store: Path, key: StoreKey) -> str:
         f"{where} were made for another version of {key.exercise}'s checks module or exercise "
         "notebook (not the kit's files, or edited since): get the kit again from your instructor"
     )
+
+
+def save_variants(path: Path, planned: dict[str, list[Variant]]) -> None:
+    """Write the planned variants of each exercise (all its runs, on one device) to `path`.
+
+    An autograder bundle grades the hidden variant without the secret that drew it: the plan is
+    drawn where the bundle is built and shipped instead (it tells the bundle's holder the hidden
+    parameters of these exercises only, where the secret would tell those of every exercise).
+    """
+    entries: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for exercise, plan in planned.items():
+        for variant in plan:
+            fields = dataclasses.asdict(variant)
+            if json.loads(json.dumps(fields)) != fields:  # a tuple would come back as a list
+                raise CourseError(
+                    f"{exercise}: the parameters of {variant.label} are not plain JSON values "
+                    "(numbers, strings, lists, dicts), so they cannot be shipped"
+                )
+            device = str(variant.parameters.get("device", "cpu"))
+            entries.setdefault(exercise, {}).setdefault(device, []).append(fields)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(entries, sort_keys=True, indent=1) + "\n", encoding="utf-8")
+
+
+def load_variants(path: Path, exercise: str, device: str) -> list[Variant]:
+    """The planned variants of `exercise` on `device` that `save_variants` wrote to `path`."""
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+        return [Variant(**fields) for fields in entries[exercise][device]]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise PrecomputedMismatchError(
+            f"{path}: no planned variants of {exercise} on {device} ({type(error).__name__}); "
+            "build the autograder again (`grader gradescope`)"
+        ) from None

@@ -62,10 +62,18 @@ def _notebook_text(result: NotebookResult) -> str:
     return "\n".join(lines)
 
 
-def gradescope_results(results: list[NotebookResult], seconds: float) -> dict[str, Any]:
-    """The run in Gradescope's autograder `results.json` schema."""
+def gradescope_results(
+    results: list[NotebookResult], seconds: float, notes: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The run in Gradescope's autograder `results.json` schema; `notes` open its `output`.
+
+    Every test is visible at once, with its score: what a student may learn of the hidden
+    variant is in the checks' own messages already (a fixed sentence). Text is plain text
+    (`output_format`), so no message can render as HTML or Markdown; stdout, where the
+    autograder logs for the instructor, is never shown to students.
+    """
     checks = [check for result in results for check in result.checks]
-    notices = isolation_warnings(results)
+    notices = [*notes, *isolation_warnings(results)]
     notices += [f"{result.path}: {result.error}" for result in results if result.error]
     notices += [f"{result.notebook}: {notice}" for result in results for notice in result.notices]
     return {
@@ -73,6 +81,11 @@ def gradescope_results(results: list[NotebookResult], seconds: float) -> dict[st
         "max_score": total_points(checks),
         "execution_time": round(seconds, 3),
         "output": "\n".join(clean_text(notice) for notice in notices),
+        "output_format": "text",
+        "test_output_format": "text",
+        "test_name_format": "text",
+        "visibility": "visible",
+        "stdout_visibility": "hidden",
         "tests": [_gradescope_test(check) for check in checks],
         "extra_data": {
             "notebooks": [
