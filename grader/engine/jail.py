@@ -8,17 +8,24 @@ over Unix sockets in that directory (jupyter_client's IPC transport).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
+import subprocess
 import sys
 import uuid
 from pathlib import Path
 
-from grader.engine.isolation import Isolation
+from grader.engine.isolation import Isolation, can_drop_root
+from grader.engine.job import KERNEL_UIDS
 from grader.engine.limits import ResourceLimits, create_cgroups, kill_all, remove_cgroup, rlimits
 from grader.engine.policy import KernelView, Mount, kernel_view
 from grader.engine.runs import remove_stale_runs, remove_tree, run_directory
 
 KERNEL_LAUNCHER = [sys.executable, "-m", "ipykernel_launcher"]
+# Kills every process of the uid it runs as but itself (kill(-1) spares the caller): what a
+# kernel started under its own uid left behind where no cgroup holds its processes.
+KILL_OWN_UID = "import os\ntry:\n    os.kill(-1, 9)\nexcept OSError:\n    pass\n"
 
 
 class KernelJail:
@@ -33,6 +40,10 @@ class KernelJail:
         remove_stale_runs()
         self.directory = run_directory("run")
         self.cgroups = create_cgroups(f"run-{os.getpid()}-{uuid.uuid4().hex[:12]}", limits)
+        # Without a sandbox a kernel sees the whole file system: as root it could read and
+        # write everything the grader can (references, results). It gets a uid of its own.
+        unconfined = not isolation.sandboxed and can_drop_root()
+        self.uid = secrets.choice(KERNEL_UIDS) if unconfined else None
 
     def close(self) -> None:
         """Kill whatever is left of the run and delete its cgroups and directory."""
@@ -55,20 +66,20 @@ class KernelJail:
             return kernel
         if self.isolation.sandboxed:
             kernel = bubblewrap_argv(kernel_view(self.directory)) + kernel
+        elif self.uid is not None:
+            uid = self.uid
+            drop = [f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all"]
+            kernel = ["setpriv", *drop, "--no-new-privs", "--", *kernel]
         limits = [f"--{name}={value}" for name, value in rlimits(self.limits).items()]
         kernel = ["prlimit", *limits, "--", *kernel]
-        if self.cgroups:
-            joins = " && ".join(
-                f'echo $$ > "${index}"' for index in range(1, len(self.cgroups) + 1)
-            )
-            kernel = [
-                "/bin/sh",
-                "-c",
-                f'{joins} && shift {len(self.cgroups)} && exec "$@"',
-                "grader-jail",
-                *(str(group / "cgroup.procs") for group in self.cgroups),
-                *kernel,
-            ]
+        steps = [f'echo $$ > "${index}"' for index in range(1, len(self.cgroups) + 1)]
+        operands = [str(group / "cgroup.procs") for group in self.cgroups]
+        if self.uid is not None:  # its private directory and connection file become its own
+            steps.append(f'chown -R {self.uid}:{self.uid} "${len(operands) + 1}"')
+            operands.append(str(self.directory))
+        if steps:
+            script = f'{" && ".join(steps)} && shift {len(operands)} && exec "$@"'
+            kernel = ["/bin/sh", "-c", script, "grader-jail", *operands, *kernel]
         return kernel
 
     def environment(self, threads: int) -> dict[str, str]:
@@ -87,8 +98,19 @@ class KernelJail:
         return False
 
     def kill_everything(self) -> None:
-        """SIGKILL every process still in the run's cgroups."""
+        """SIGKILL every process still in the run's cgroups, and of the kernel's own uid."""
         kill_all(*self.cgroups)
+        if self.uid is not None:
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run(
+                    [sys.executable, "-I", "-S", "-c", KILL_OWN_UID],
+                    user=self.uid,
+                    group=self.uid,
+                    extra_groups=[],
+                    env={},
+                    timeout=10,
+                    check=False,
+                )
 
 
 def bubblewrap_argv(view: KernelView) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 FORK_TIMEOUT = 60.0  # from a request to a sandbox that is up, on a loaded machine
+KERNEL_UIDS = range(2**30, 2**31)  # a fresh one per kernel: no file or keyring of anyone else
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NoReturn
 
-from grader.engine.job import FORK_TIMEOUT, Job
+from grader.engine.job import FORK_TIMEOUT, KERNEL_UIDS, Job
 from grader.engine.linux import (
     CLONE_NEWCGROUP,
     CLONE_NEWIPC,
@@ -72,7 +72,6 @@ from grader.engine.linux import (
 )
 from grader.engine.policy import KernelView, Mount, kernel_view
 
-KERNEL_UIDS = range(2**30, 2**31)  # a fresh one per kernel: no file or keyring of anyone else
 NEW_ROOT, OLD_ROOT = "/newroot", "/oldroot"  # while the new root is built, under a scratch root
 BIND_ATTRIBUTES = {
     "ro-bind": READ_ONLY | NO_SUID | NO_DEV,
