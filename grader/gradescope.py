@@ -275,7 +275,7 @@ def run_autograder(root: Path) -> int:
 def lock_down(layout: Layout) -> None:
     """Make what a kernel must not read root's only, and the results folder root's to write.
 
-    Kernels run under uids of their own (`grader.sandbox`), so modes decide what they reach
+    Kernels run under uids of their own (`grader.engine.jail`), so modes decide what they reach
     wherever no sandbox hides the file system from them.
     """
     for folder in (layout.source, layout.submission):
@@ -455,7 +455,7 @@ def self_check() -> str:
     """
     import torch  # the install is broken without it: fail while the image is built
 
-    from grader.sandbox import detect_isolation
+    from grader.engine.isolation import detect_isolation
 
     isolation = detect_isolation()
     if "runs as root" in isolation.description:

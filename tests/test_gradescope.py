@@ -21,11 +21,11 @@ import nbformat
 import pytest
 from nbformat import NotebookNode
 
-from grader import sandbox
 from grader.cli import main
 from grader.config import load_config
+from grader.engine import isolation
+from grader.engine.isolation import Isolation
 from grader.gradescope import Layout, build_autograder, find_submitted, lock_down, run_autograder
-from grader.sandbox import Isolation
 from tests.conftest import ROOT, cell_of, solution
 
 NOTEBOOK = "01_autograd_basics"
@@ -249,12 +249,12 @@ def test_setup_checks_the_install_without_installing(bundle: Path, tmp_path: Pat
 @pytest.fixture
 def limits_only(monkeypatch: pytest.MonkeyPatch) -> Any:
     """This machine as a container that allows no sandbox (the grader still root)."""
-    monkeypatch.setattr(sandbox, "_zygote_problem", lambda: "not in this container")
+    monkeypatch.setattr(isolation, "_zygote_problem", lambda: "not in this container")
     without = Isolation(False, "not sandboxed: bubblewrap (bwrap) is not installed")
-    monkeypatch.setattr(sandbox, "_detect_bubblewrap", lambda: without)
-    sandbox.detect_isolation.cache_clear()
+    monkeypatch.setattr(isolation, "_detect_bubblewrap", lambda: without)
+    isolation.detect_isolation.cache_clear()
     yield
-    sandbox.detect_isolation.cache_clear()
+    isolation.detect_isolation.cache_clear()
 
 
 @pytest.mark.slow
