@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import stat
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ from importlib.metadata import requires, version
 from pathlib import Path
 from typing import Any
 
+import nbformat
 from nbformat import NotebookNode
 from packaging.requirements import Requirement
 
@@ -41,6 +41,7 @@ import grader
 from grader.config import Config, load_config
 from grader.course import Exercise
 from grader.errors import CourseError, GraderError
+from grader.notebook import read_course_notebook
 from grader.results import NotebookResult
 from grader.untrusted import clean_text, display_name
 
@@ -78,9 +79,9 @@ def build_autograder(config: Config, out: Path, notebooks: Sequence[str] = ()) -
     `config` must hold the hidden variant's secret. The references of both variants are
     computed on the CPU (from the reference cache where it has them).
     """
-    from grader.course import find_exercises
+    from grader.release import current_exercises, write_wheel
 
-    exercises = find_exercises(config)
+    exercises = current_exercises(config)
     chosen = list(notebooks) or sorted(exercises)
     unknown = [name for name in chosen if name not in exercises]
     if unknown:
@@ -92,7 +93,7 @@ def build_autograder(config: Config, out: Path, notebooks: Sequence[str] = ()) -
         course = bundle / COURSE
         _precompute(config, [exercises[name] for name in chosen], course)
         _copy_course_files(config, chosen, course)
-        _write_wheel(bundle / "wheels")
+        write_wheel(bundle / "wheels")
         _write_requirements(bundle / "requirements.txt")
         for name, template in SCRIPTS.items():
             shutil.copyfile(Path(grader.__file__).parent / "templates" / template, bundle / name)
@@ -106,7 +107,6 @@ def _precompute(config: Config, chosen: list[Exercise], course: Path) -> None:
     from grader.course import load_check_spec
     from grader.execute import run_notebook
     from grader.grading import execution_limits
-    from grader.notebook import read_course_notebook
     from grader.pool import KernelPool
     from grader.precomputed import save_reference, save_variants
     from grader.prepare import variants
@@ -134,14 +134,15 @@ def _precompute(config: Config, chosen: list[Exercise], course: Path) -> None:
 
 def _copy_course_files(config: Config, chosen: list[str], course: Path) -> None:
     """The exercises and checks modules of `chosen`, and a pyproject.toml that names them."""
-    for folder, suffix, where in (
-        (config.exercises_dir, ".ipynb", "exercises"),
-        (config.checks_dir, ".py", "checks"),
-    ):
-        (course / where).mkdir(parents=True)
-        for name in chosen:
-            shutil.copyfile(config.path(folder) / f"{name}{suffix}", course / where / name)
-            (course / where / name).rename(course / where / f"{name}{suffix}")
+    from grader.release import scrubbed
+
+    for folder in ("exercises", "checks"):
+        (course / folder).mkdir(parents=True)
+    for name in chosen:
+        exercise = read_course_notebook(config.path(config.exercises_dir) / f"{name}.ipynb")
+        nbformat.write(scrubbed(exercise), course / "exercises" / f"{name}.ipynb")
+        checks = config.path(config.checks_dir) / f"{name}.py"
+        shutil.copyfile(checks, course / "checks" / checks.name)
     settings = {
         "kit": True,
         "exercises_dir": "exercises",
@@ -154,27 +155,6 @@ def _copy_course_files(config: Config, chosen: list[str], course: Path) -> None:
     lines = [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
     text = "# A Gradescope autograder bundle, written by `grader gradescope`.\n[tool.grader]\n"
     (course / "pyproject.toml").write_text(text + "\n".join(lines) + "\n", encoding="utf-8")
-
-
-def _write_wheel(folder: Path) -> None:
-    """A wheel of this grader, built from its source tree (copied: nothing is written there)."""
-    source = Path(grader.__file__).resolve().parent.parent
-    if not (source / "pyproject.toml").is_file():
-        raise GraderError(
-            f"the grader's source tree is not at {source}: install the grader from its "
-            "repository (`pip install -e .`) to build a Gradescope autograder"
-        )
-    with tempfile.TemporaryDirectory(prefix="grader-wheel-") as build:
-        for name in ("pyproject.toml", "README.md"):
-            shutil.copyfile(source / name, Path(build) / name)
-        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-        shutil.copytree(source / "grader", Path(build) / "grader", ignore=ignore)
-        command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"]
-        command += ["--quiet", "--wheel-dir", str(folder), build]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        problem = (done.stderr.strip().splitlines() or ["no message"])[-1]
-        raise GraderError(f"cannot build the grader's wheel: {problem}")
 
 
 def _write_requirements(path: Path) -> None:

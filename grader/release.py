@@ -72,7 +72,7 @@ def release(config: Config, out: Path) -> Kit:
     """
     if out.exists():
         raise GraderError(f"{out} already exists: remove it or name a new folder for the kit")
-    exercises = _current_exercises(config)
+    exercises = current_exercises(config)
     devices = _release_devices(config.device)
     partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
     with _removed_on_failure(partial):
@@ -90,7 +90,7 @@ def release(config: Config, out: Path) -> Kit:
     return Kit(out, tuple(sorted(exercises)), devices, out / "wheels" / wheel.name)
 
 
-def _current_exercises(config: Config) -> dict[str, Exercise]:
+def current_exercises(config: Config) -> dict[str, Exercise]:
     """The course's exercises, refusing a release whose exercises/ is behind its solutions."""
     exercises = find_exercises(config)
     if not exercises:
