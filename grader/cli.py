@@ -163,9 +163,15 @@ def _parser() -> argparse.ArgumentParser:
     _execution_options(grade)
     grade.set_defaults(command=_grade)
 
-    export = commands.add_parser("export", help="write the gradebook as CSV, results.json, JUnit")
+    export = commands.add_parser(
+        "export", help="write the gradebook as CSV, Canvas or Moodle imports, results.json, JUnit"
+    )
     _database_option(export)
-    export.add_argument("--csv", type=Path, help="one row per student: checks, notebooks, total")
+    export.add_argument(
+        "--csv", type=Path, help="one row per student: checks, raw, penalty, override, totals"
+    )
+    export.add_argument("--canvas", type=Path, help="Canvas's gradebook import CSV")
+    export.add_argument("--moodle", type=Path, help="Moodle's grade import CSV")
     export.add_argument(
         "--results-dir", type=Path, help="Gradescope results.json per student, in DIR/<student>/"
     )
@@ -393,26 +399,40 @@ class _ProgressLines:
 
 
 def _export(args: argparse.Namespace, config: Config) -> int:
-    from grader.export import off_roster, write_csv, write_junit, write_results_json
+    from grader.export import (
+        class_grades,
+        off_roster,
+        write_canvas,
+        write_csv,
+        write_junit,
+        write_moodle,
+        write_results_json,
+    )
     from grader.gradebook import Gradebook
-    from grader.roster import match_roster
 
-    if not (args.csv or args.results_dir or args.junit):
-        raise GraderError("say what to export: --csv FILE, --results-dir DIR and/or --junit FILE")
+    if not (args.csv or args.canvas or args.moodle or args.results_dir or args.junit):
+        raise GraderError(
+            "say what to export: --csv FILE, --canvas FILE, --moodle FILE, --results-dir DIR "
+            "and/or --junit FILE"
+        )
+    config = _course_if_any(args)
     with Gradebook(args.db) as gradebook:
-        roster = gradebook.roster()
-        graded = match_roster(gradebook.latest(), roster)
-    for student in off_roster(graded, roster):
+        grades = class_grades(gradebook, config)
+    for student in off_roster(grades.graded, grades.roster):
         print(f"not on the roster: {clean_line(student)}", file=sys.stderr)
-    if args.csv:
-        write_csv(graded, args.csv, roster)
-        print(f"wrote {args.csv}")
+    writers: list[tuple[Path | None, Callable[[Path], object]]] = [
+        (args.csv, lambda path: write_csv(grades, path)),
+        (args.canvas, lambda path: write_canvas(grades, path, config)),
+        (args.moodle, lambda path: write_moodle(grades, path)),
+        (args.junit, lambda path: write_junit(grades, path)),
+    ]
+    for target, write in writers:
+        if target:
+            write(target)
+            print(f"wrote {target}")
     if args.results_dir:
-        written = write_results_json(graded, args.results_dir)
+        written = write_results_json(grades, args.results_dir)
         print(f"wrote {len(written)} results.json file(s) under {args.results_dir}")
-    if args.junit:
-        write_junit(graded, args.junit)
-        print(f"wrote {args.junit}")
     return EXIT_PASSED
 
 

@@ -81,6 +81,12 @@ class Config:
     submission_pattern: str = ""
     """How a flat file's name names its student and notebook: `{student}_{notebook}.ipynb` or a
     regex with the groups `student` and `notebook` ("": the LMS download rules)."""
+    canvas_assignment: str = ""
+    """`export --canvas` writes one column, of each student's total, headed so (`Name (id)`);
+    "": a column per notebook."""
+    canvas_columns: dict[str, str] = field(default_factory=dict)
+    """`[tool.grader.canvas_columns]`: notebook -> its Canvas column (`Name (id)`); others are
+    headed by their name."""
 
     def path(self, folder: str) -> Path:
         """Absolute path of one of the course folders named above."""
@@ -199,6 +205,7 @@ def _validated(table: dict[str, Any], source: Path) -> dict[str, Any]:
             )
     if "hidden_seed" in table:
         _secret(str(table["hidden_seed"]), f"{source}: [tool.grader] hidden_seed")
+    _check_canvas_columns(table.get("canvas_columns", {}), table, source)
     if table.get("submission_pattern"):
         from grader.submissions import file_name_pattern  # the rules of file names live there
 
@@ -234,6 +241,17 @@ def _late_policy(table: dict[str, Any], source: Path) -> dict[str, Any]:
             for student, times in table["extensions"].items()
         }
     return policy
+
+
+def _check_canvas_columns(columns: dict[str, Any], table: dict[str, Any], source: Path) -> None:
+    notebooks = {path.stem for path in _solutions(table, source.parent)}
+    for notebook, heading in columns.items():
+        if notebook not in notebooks or not isinstance(heading, str) or not heading.strip():
+            raise ConfigError(
+                f"{source}: [tool.grader.canvas_columns] {notebook!r} = {heading!r}: each key "
+                "must be a notebook of the course and each value its Canvas column, "
+                "`Name (assignment id)`"
+            )
 
 
 def _solutions(table: dict[str, Any], root: Path) -> list[Path]:

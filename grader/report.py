@@ -9,7 +9,7 @@ own: continuation lines of a message are indented under it.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import groupby
 from typing import Any
 
@@ -117,14 +117,19 @@ def check_id(check: CheckResult) -> str:
     return f"{check.notebook}::{check.grade_id}::{check.name}"
 
 
-def junit_xml(results: list[NotebookResult], labels: Sequence[str] | None = None) -> str:
+def junit_xml(
+    results: list[NotebookResult],
+    labels: Sequence[str] | None = None,
+    properties: Sequence[Mapping[str, str]] | None = None,
+) -> str:
     """The run as JUnit XML: a test suite per notebook, a test case per check.
 
-    `labels` name the suites (default: the notebooks' names). Every text is cleaned: the file
-    holds only characters XML 1.0 allows.
+    `labels` name the suites (default: the notebooks' names); `properties` become each suite's
+    `<properties>`. Every text is cleaned: the file holds only characters XML 1.0 allows.
     """
     root = ET.Element("testsuites")
-    for result, raw_label in zip(results, labels or [r.notebook for r in results], strict=True):
+    labelled = zip(results, labels or [r.notebook for r in results], strict=True)
+    for index, (result, raw_label) in enumerate(labelled):
         label = clean_line(raw_label)
         failures = sum(not check.passed for check in result.checks)
         suite = ET.SubElement(
@@ -136,6 +141,10 @@ def junit_xml(results: list[NotebookResult], labels: Sequence[str] | None = None
             errors="1" if result.error else "0",
             time=f"{result.seconds:.3f}",
         )
+        if properties:
+            listed = ET.SubElement(suite, "properties")
+            for name, value in properties[index].items():
+                ET.SubElement(listed, "property", name=clean_line(name), value=clean_line(value))
         if result.error:
             case = ET.SubElement(suite, "testcase", classname=label, name="grading")
             ET.SubElement(case, "error", message=clean_text(result.error))

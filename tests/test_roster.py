@@ -72,8 +72,9 @@ def test_roster_text_is_one_clean_line(tmp_path: Path) -> None:
 
 
 def test_the_csv_lists_every_roster_student_and_missing_apart_from_zero(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # no course: the maxima are the runs'
     db = str(tmp_path / "g.db")
     (tmp_path / "roster.csv").write_text(PLAIN + "4714,Max Null,,A\n", encoding="utf-8")
     assert main(["roster", "import", str(tmp_path / "roster.csv"), "--db", db]) == 0
@@ -113,8 +114,9 @@ def record(gradebook: Gradebook, student: str, score: float, day: int) -> None:
 
 
 def test_lms_participant_numbers_match_the_roster_in_every_export(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # no course: the maxima are the runs'
     db, out = str(tmp_path / "g.db"), tmp_path / "out"
     with Gradebook(db) as gradebook:
         gradebook.import_roster(read_roster_text(tmp_path, MOODLE))
