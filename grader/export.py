@@ -324,12 +324,6 @@ def _check_columns(graded: Sequence[GradedNotebook]) -> list[tuple[str, str]]:
     return list(columns)
 
 
-def notebook_maximum(graded: list[GradedNotebook], notebook: str) -> float:
-    """A notebook's maximum score among its recorded runs (the class page's; exports take the
-    course's from `grader.standing`)."""
-    return max((g.result.max_score for g in graded if g.result.notebook == notebook), default=0.0)
-
-
 def _scores(result: NotebookResult | None) -> dict[str, float]:
     return {} if result is None else {check_id(c): c.score for c in result.checks}
 
