@@ -250,6 +250,7 @@ def _walk(root: Path, scratch: _Scratch) -> list[_Found]:
     cannot be graded; so is a zip that cannot be read.
     """
     found: list[_Found] = []
+    root = _download_root(root)
     for path, problem in _notebook_paths(root):
         parts = path.relative_to(root).parts
         if path.name.endswith(".zip") and not problem:
@@ -257,6 +258,22 @@ def _walk(root: Path, scratch: _Scratch) -> list[_Found]:
         else:
             found.append(_found_on_disk(path, parts, problem))
     return found
+
+
+def _download_root(folder: Path) -> Path:
+    """`folder`, or the one folder in it where that holds an LMS's student folders and files
+    alone (a download unpacked with the LMS's own top folder, `Homework 1-123/...`)."""
+    entries = _listing(folder)
+    if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
+        if _lms_download([entry.name for entry in _listing(entries[0])]):
+            return entries[0]
+    return folder
+
+
+def _lms_download(names: Sequence[str]) -> bool:
+    """Whether every one of `names` is named as an LMS names a student's folder or file."""
+    stems = [display_name(name).removesuffix(".zip").removesuffix(".ipynb") for name in names]
+    return bool(stems) and all(_lms_student(stem)[0] for stem in stems)
 
 
 def _archive_on_disk(path: Path, parts: tuple[str, ...], scratch: _Scratch) -> list[_Found]:
@@ -569,14 +586,16 @@ class _Entry:
 
 def _archive_entries(archive: Path, stem: str, infos: list[zipfile.ZipInfo]) -> list[_Entry]:
     """The entries named `.ipynb` or `.zip`, in path order, without a top folder named `stem`
-    (the archive's name)."""
+    (the archive's name) or one that holds an LMS's student folders and files alone."""
     if len(infos) > MAX_ARCHIVE_ENTRIES:
         raise SubmissionsError(
             f"{archive}: {len(infos)} entries; at most {MAX_ARCHIVE_ENTRIES} are read"
         )
     entries = [entry for info in infos if (entry := _notebook_entry(info)) is not None]
-    if entries and all(len(e.parts) > 1 and e.parts[0] == stem for e in entries):
-        entries = [dataclasses.replace(e, parts=e.parts[1:]) for e in entries]
+    tops = {e.parts[0] for e in entries}
+    if len(tops) == 1 and all(len(e.parts) > 1 for e in entries):
+        if tops == {stem} or _lms_download([e.parts[1] for e in entries]):
+            entries = [dataclasses.replace(e, parts=e.parts[1:]) for e in entries]
     return sorted(_with_clashes(entries), key=lambda entry: entry.parts)
 
 

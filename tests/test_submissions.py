@@ -8,11 +8,14 @@ import os
 import re
 import stat
 import subprocess
+import warnings
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from grader.config import load_config
 from grader.errors import ConfigError, SubmissionsError
@@ -453,3 +456,73 @@ def test_the_lms_late_mark_reaches_the_gradebook(tmp_path: Path) -> None:
             gradebook.record(found, NotebookResult("basics", found.file, ()), "1", "v")
         late = {g.student: g.lms_late for g in gradebook.latest()}
     assert late == {"doejane_12345": True, "smithann_12346": False}
+
+
+STUDENT_ENTRIES = st.lists(
+    st.tuples(
+        st.sampled_from(["basics.ipynb", "x/01_autograd_basics.ipynb", "inner.zip", "../up.zip"]),
+        st.binary(max_size=60) | st.just(NOTEBOOK),
+        st.sampled_from([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2]),
+    ),
+    max_size=4,
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(st.tuples(st.sampled_from(["ann.zip", "bob/up.zip", "c_1_22_x.zip"]), STUDENT_ENTRIES),
+             min_size=1, max_size=3),
+    st.lists(st.tuples(st.integers(0, 4000), st.integers(0, 255)), max_size=6),
+)  # fmt: skip
+def test_students_zips_of_any_content_or_damage_end_as_results(
+    tmp_path_factory: pytest.TempPathFactory,
+    students: list[tuple[str, list[tuple[str, bytes, int]]]],
+    damage: list[tuple[int, int]],
+) -> None:
+    """Whatever a student's zip holds, or however it is damaged, inside a class's zip, the
+    collector records results or says why; nothing a student made can stop the batch."""
+    folder = tmp_path_factory.mktemp("fuzz")
+    inner = []
+    for name, entries in students:
+        data = bytearray(_fuzz_zip(entries))
+        for position, byte in damage:
+            data[position % len(data)] = byte
+        inner.append((name, bytes(data)))
+    archive = folder / "class.zip"
+    archive.write_bytes(_fuzz_zip([(name, data, zipfile.ZIP_STORED) for name, data in inner]))
+    try:
+        with open_submissions(archive, EXERCISES) as found:
+            assert all(s.student for s in found), "each student's zip names its student"
+            assert all(s.problem or s.path.is_file() for s in found)
+    except SubmissionsError:
+        pass  # the class's own zip says it holds no notebook at all
+
+
+def _fuzz_zip(entries: list[tuple[str, bytes, int]]) -> bytes:
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), zipfile.ZipFile(buffer, "w") as zipped:
+        warnings.simplefilter("ignore")  # duplicate names are part of the point
+        for name, data, compression in entries:
+            zipped.writestr(zipfile.ZipInfo(name), data, compress_type=compression)
+    return buffer.getvalue()
+
+
+def test_an_lms_download_inside_its_own_top_folder(tmp_path: Path) -> None:
+    moodle = {
+        "Homework 1-12345/Jane Doe_4711_assignsubmission_file_/basics.ipynb": NOTEBOOK,
+        "Homework 1-12345/Jane Doe_4712_assignsubmission_file_/work.zip": zip_bytes(
+            {"basics.ipynb": NOTEBOOK}
+        ),
+    }
+    expected = [("Jane Doe_4711", "basics"), ("Jane Doe_4712", "basics")]
+    found = collect(make_zip(tmp_path / "download.zip", moodle))
+    assert [(s.student, s.exercise) for s in found] == expected
+    unpacked = tmp_path / "unpacked"
+    for name, data in moodle.items():
+        put(unpacked / name, data)
+    assert [(s.student, s.exercise) for s in collect(unpacked)] == expected
+    # a student's own folder, however it is arranged inside, stays that student's
+    put(tmp_path / "one" / "alice" / "week1" / "basics.ipynb")
+    assert [s.student for s in collect(tmp_path / "one")] == ["alice"]
