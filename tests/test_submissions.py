@@ -526,3 +526,26 @@ def test_an_lms_download_inside_its_own_top_folder(tmp_path: Path) -> None:
     # a student's own folder, however it is arranged inside, stays that student's
     put(tmp_path / "one" / "alice" / "week1" / "basics.ipynb")
     assert [s.student for s in collect(tmp_path / "one")] == ["alice"]
+
+
+def test_grade_names_students_by_the_courses_pattern(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from grader.cli import main
+    from grader.gradebook import Gradebook
+
+    course = tmp_path / "course"
+    put(
+        course / "pyproject.toml",
+        b'[tool.grader]\nsubmission_pattern = "{notebook}-{student}.ipynb"\n',
+    )
+    (course / "solutions").mkdir()
+    put(tmp_path / "class" / "homework-s42.ipynb")  # no such exercise: recorded, no kernel runs
+    put(tmp_path / "class" / "s43_homework.ipynb")  # the LMS rule is replaced: no student
+    db = str(tmp_path / "g.db")
+    assert main(["--course", str(course), "grade", str(tmp_path / "class"), "--db", db]) == 1
+    err = capsys.readouterr().err
+    assert "no student: s43_homework.ipynb: the file name does not match" in err
+    with Gradebook(db) as gradebook:
+        graded = [(g.student, g.result.notebook) for g in gradebook.latest()]
+    assert graded == [("s42", "homework")]
