@@ -430,22 +430,22 @@ def _why_missing(folder: Path, name: str, unlinked: Path | None) -> str:
 def self_check() -> str:
     """What `setup.sh` prints once the grader is installed: how kernels will be confined here.
 
-    Raises GraderError where a kernel would run as root with the course in its view (the
-    container lets the grader run as root, but `setpriv` is missing).
+    Raises GraderError where a kernel could read the references: outside any sandbox, as root
+    (`setpriv` is missing) or as the grader's own user (the grader is not root, so the
+    references cannot be kept from the kernel by their modes).
     """
     import torch  # the install is broken without it: fail while the image is built
 
-    from grader.engine.isolation import detect_isolation
+    from grader.engine.isolation import can_drop_root, detect_isolation
 
     isolation = detect_isolation()
-    if "runs as root" in isolation.description:
+    if not (isolation.sandboxed or can_drop_root()):
         raise GraderError(
-            f"kernels would run as root here ({isolation.description}): install "
-            "util-linux (setpriv)"
+            f"kernels could read the references here ({isolation.description}): run the "
+            "autograder as root with util-linux's setpriv installed"
         )
-    return f"autodiff-grader {version('autodiff-grader')}, torch {torch.__version__}: kernels " + (
-        isolation.description
-    )
+    installed = f"autodiff-grader {version('autodiff-grader')}, torch {torch.__version__}"
+    return f"{installed}; kernels: {isolation.description}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

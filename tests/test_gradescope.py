@@ -101,10 +101,11 @@ def attack(target: Path, how: str) -> str:
 
 
 def reading(where: Layout) -> str:
-    """Attacks that read the references and the planned variants of the hidden variant."""
+    """Attacks that read the references, the hidden variant's plan and the students' names."""
     references = sorted((where.course / "references" / NOTEBOOK).glob("*.json"))
     read = attack(references[0], "stolen = open({path!r}).read()")
-    return read + attack(where.course / "variants.json", "stolen += open({path!r}).read()")
+    read += attack(where.course / "variants.json", "stolen += open({path!r}).read()")
+    return read + attack(where.metadata, "stolen += open({path!r}).read()")
 
 
 def writing(where: Layout) -> str:
@@ -286,6 +287,21 @@ def test_without_a_sandbox_kernels_run_unprivileged(
     assert "hidden parabola" not in json.dumps(data)
     assert "hidden parabola" in capsys.readouterr().out  # the instructor's log: stdout
     assert [path.name for path in where.results.parent.iterdir()] == ["results.json"]
+
+
+@pytest.mark.slow
+def test_an_autograder_that_cannot_grade_says_so_in_results(
+    bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    where = layout(bundle, tmp_path / "autograder", {f"{NOTEBOOK}.ipynb": solution(NOTEBOOK)})
+    for entry in (where.course / "references" / NOTEBOOK).iterdir():
+        entry.unlink()  # as if the zip were built by another grader: none fits
+    assert run_autograder(where.root) == 2
+    data = json.loads(where.results.read_text())
+    assert_follows_the_specification(data)
+    assert data["score"] == 0 and data["tests"] == []
+    assert "problem of the course's autograder, not of your work" in data["output"]
+    assert "reference results" in capsys.readouterr().out
 
 
 def test_lock_down_leaves_kernels_nothing_to_read_or_write(tmp_path: Path) -> None:
