@@ -473,7 +473,7 @@ def extract_archive(
     scratch: _Scratch,
     prefix: tuple[str, ...] = (),
     nested: int = NESTED_ARCHIVES,
-    fallback: datetime | None = None,
+    handed_in: datetime | None = None,
 ) -> list[_Found]:
     """The notebooks of `archive`, extracted safely into `scratch`, named `prefix + <path>`.
 
@@ -486,10 +486,15 @@ def extract_archive(
     while `nested` allows. An entry that cannot be graded is collected with the reason: an
     unsafe name, a NUL in its name, a name another entry also has (exactly, or but for case,
     Unicode normalisation or separators), a link, a folder, damaged data, the size budget spent,
-    a zip too deep or too large. An entry whose date is no date (month 0, ...) gets `fallback`,
-    by default the archive's own time.
+    a zip too deep or too large.
+
+    `handed_in`: when a student's zip was handed in (its file's time, or its entry's date in the
+    LMS's download); every entry takes it, since the dates inside were written by the student's
+    own machine and would move their work before a due time. Without it (the class's archive,
+    as the LMS made it) each entry has its own date; one that is no date (month 0, ...) gets the
+    archive's own time.
     """
-    fallback = fallback or _utc(archive.stat().st_mtime)
+    fallback = handed_in or _utc(archive.stat().st_mtime)
     try:
         zipped = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as error:
@@ -499,7 +504,8 @@ def extract_archive(
         entries = _archive_entries(archive, name.removesuffix(".zip"), zipped.infolist())
         found: list[_Found] = []
         for entry in entries:
-            parts, when = prefix + entry.parts, _entry_time(entry.info, fallback)
+            when = handed_in or _entry_time(entry.info, fallback)
+            parts = prefix + entry.parts
             if entry.parts[-1].endswith(".zip") and not entry.problem:
                 found += _inner_archive(zipped, entry, parts, when, scratch, nested)
             else:

@@ -549,3 +549,20 @@ def test_grade_names_students_by_the_courses_pattern(
     with Gradebook(db) as gradebook:
         graded = [(g.student, g.result.notebook) for g in gradebook.latest()]
     assert graded == [("s42", "homework")]
+
+
+def test_a_students_zip_is_handed_in_when_the_zip_was_not_when_its_entries_say(
+    tmp_path: Path,
+) -> None:
+    forged = io.BytesIO()
+    with zipfile.ZipFile(forged, "w") as zipped:  # dates the student's machine wrote
+        zipped.writestr(zipfile.ZipInfo("basics.ipynb", (2026, 1, 1, 0, 0, 0)), NOTEBOOK)
+    on_disk = put(tmp_path / "class" / "alice.zip", forged.getvalue())
+    os.utime(on_disk, (1_790_000_000, 1_790_000_000))
+    (found,) = collect(tmp_path / "class")
+    assert found.submitted_at == _utc(1_790_000_000), "the zip's own time, not its entries'"
+    download = tmp_path / "download.zip"
+    with zipfile.ZipFile(download, "w") as zipped:  # the LMS dates what it was handed
+        zipped.writestr(zipfile.ZipInfo("bob.zip", (2026, 10, 2, 9, 30, 0)), forged.getvalue())
+    (found,) = collect(download)
+    assert found.submitted_at == datetime(2026, 10, 2, 9, 30)
