@@ -102,9 +102,12 @@ def semester(tmp_path_factory: pytest.TempPathFactory, reference_cache: Path) ->
     assert main([*course, "grade", str(work / "class"), "--db", db]) == 0
     assert main([*course, "override", "200", NOTEBOOK, "--score", "5", "--reason",
                  "explained it in the oral exam", "--by", "prof", "--db", db]) == 0  # fmt: skip
-    main([*course, "export", "--db", db, "--csv", str(out / "grades.csv"),
-                 "--canvas", str(out / "canvas.csv"), "--moodle", str(out / "moodle.csv"),
-                 "--results-dir", str(out / "results"), "--junit", str(out / "class.xml")])  # fmt: skip
+    exports = {
+        "--csv": "grades.csv", "--canvas": "canvas.csv", "--moodle": "moodle.csv",
+        "--results-dir": "results", "--junit": "class.xml",
+    }  # fmt: skip
+    targets = [part for flag, name in exports.items() for part in (flag, str(out / name))]
+    assert main([*course, "export", "--db", db, *targets]) == 0
     assert main([*course, "feedback", "--db", db, "--out", str(out / "pages")]) == 0
     with Gradebook(db) as gradebook:
         graded_max = {g.result.notebook: g.result.max_score for g in gradebook.latest()}
@@ -147,6 +150,7 @@ def test_the_csv(semester: Semester) -> None:
     for student, (raw, days, penalty, override, final) in EXPECTED.items():
         row = table[student]
         assert number(row[f"{NOTEBOOK} raw"]) == raw, student
+        assert number(row[f"{NOTEBOOK} late days"] or "0") == days, student
         assert number(row[f"{NOTEBOOK} penalty"] or "0") == penalty, student
         assert number(row[f"{NOTEBOOK} override"]) == override, student
         assert number(row[f"{NOTEBOOK} total"]) == (None if final is None else pytest.approx(final))
@@ -187,6 +191,7 @@ def test_gradescope_results_and_junit(semester: Semester) -> None:
         assert data["score"] == pytest.approx(final) and data["max_score"] == MAX_TOTAL
         junit = suites[f"{student}/{NOTEBOOK}"]
         assert (number(junit["raw"]), number(junit["penalty"])) == (raw, penalty), student
+        assert number(junit["late_days"]) == days, student
         assert number(junit["override"]) == override and number(junit["final"]) == final
 
 
