@@ -22,6 +22,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 HIDDEN_SEED_ENV = "GRADER_HIDDEN_SEED"
 COURSE_ENV = "GRADER_COURSE"
 MAX_GRACE_MINUTES = 365 * 24 * 60
+CANVAS_RESERVED = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section", "Points Possible")
+"""Canvas's own columns (and its points row's label), which no assignment column may take."""
 SECRET_BITS = 128  # far past guessing: the seeds of the hidden variants follow from the secret
 
 
@@ -244,13 +246,21 @@ def _late_policy(table: dict[str, Any], source: Path) -> dict[str, Any]:
 
 
 def _check_canvas_columns(columns: dict[str, Any], table: dict[str, Any], source: Path) -> None:
+    """Each notebook named once, with a heading no other column of the Canvas file has."""
     notebooks = {path.stem for path in _solutions(table, source.parent)}
+    headings = [columns.get(notebook, notebook) for notebook in notebooks]
+    taken = {*CANVAS_RESERVED, *(h for h in headings if headings.count(h) > 1)}
     for notebook, heading in columns.items():
         if notebook not in notebooks or not isinstance(heading, str) or not heading.strip():
             raise ConfigError(
                 f"{source}: [tool.grader.canvas_columns] {notebook!r} = {heading!r}: each key "
                 "must be a notebook of the course and each value its Canvas column, "
                 "`Name (assignment id)`"
+            )
+        if heading.strip() in taken:
+            raise ConfigError(
+                f"{source}: [tool.grader.canvas_columns] {notebook!r} = {heading!r}: another "
+                "column of the Canvas file is headed so; give each notebook its own"
             )
 
 

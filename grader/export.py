@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from grader.config import Config
+from grader.config import CANVAS_RESERVED, Config
 from grader.errors import ExportError
 from grader.report import check_id, gradescope_results, junit_xml
 from grader.results import NotebookResult
@@ -155,9 +155,9 @@ MISSING = "missing"
 EXCUSED = "excused"
 CANVAS_EXCUSED = "EX"
 """What Canvas's gradebook import reads as an excused submission."""
-CANVAS_COLUMNS = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
+CANVAS_COLUMNS = CANVAS_RESERVED[:5]
 """The columns Canvas's gradebook import requires before the assignments' columns."""
-CANVAS_POINTS_POSSIBLE = "Points Possible"
+CANVAS_POINTS_POSSIBLE = CANVAS_RESERVED[5]
 MOODLE_COLUMNS = ("Email address", "ID number", "Full name")
 """Moodle's grade import maps a user from one of these (chosen at import: e-mail or ID number)."""
 

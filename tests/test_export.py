@@ -429,6 +429,18 @@ def test_export_writes_every_format_from_the_command_line(
     assert canvas_import_problems(files["--canvas"]) == []
 
 
-def test_canvas_columns_must_name_course_notebooks(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"canvas_columns\] 'nope'"):
-        make_course(tmp_path, '[tool.grader.canvas_columns]\nnope = "X (1)"\n')
+@pytest.mark.parametrize(
+    ("columns", "message"),
+    [
+        ('nope = "X (1)"', r"'nope' = 'X \(1\)': each key must be a notebook"),
+        ('"01_a" = " "', "each key must be a notebook of the course"),
+        ('"01_a" = "02_b"', "another column of the Canvas file is headed so"),
+        ('"01_a" = "A (1)"\n"02_b" = "A (1)"', "another column of the Canvas file is headed so"),
+        ('"01_a" = "SIS Login ID"', "another column of the Canvas file is headed so"),
+    ],
+)
+def test_canvas_columns_must_be_course_notebooks_headed_apart(
+    tmp_path: Path, columns: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        make_course(tmp_path, f"[tool.grader.canvas_columns]\n{columns}\n")
