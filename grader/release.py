@@ -4,10 +4,10 @@ A kit holds the exercise notebooks (a copy to fill in, `notebooks/`, and the pri
 grader merges TO DO cells into), the checks modules, the reference results of the public
 variant precomputed for each device (`grader.precomputed`), a wheel of this grader and the
 requirement file that pins it and torch, a `pyproject.toml` whose `[tool.grader]` says it is a
-kit, and a README for students. Nothing of a solution is written: the notebooks are the
-exercises `grader assign` made (solution regions replaced, outputs cleared), with only the
-metadata the grader reads kept; the reference results are values, not code; there is no hidden
-seed and no hidden variant's data.
+kit, a README for students and a GitHub Actions workflow that runs the public checks on push.
+Nothing of a solution is written: the notebooks are the exercises `grader assign` made
+(solution regions replaced, outputs cleared), with only the metadata the grader reads kept; the
+reference results are values, not code; there is no hidden seed and no hidden variant's data.
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ KIT_COURSE = "course"  # the kit's own folder of pristine exercises, checks and 
 NOTEBOOKS = "notebooks"
 KEPT_CELL_METADATA = ("nbgrader", "tags")  # what the grader reads of a cell; the rest is dropped
 KEPT_NOTEBOOK_METADATA = ("kernelspec", "language_info")
+PACKAGE_TEMPLATES = Path(__file__).parent / "templates"
+STUDENT_WORKFLOW = ".github/workflows/check.yml"  # the public checks on every push
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed: the same grader gives the same wheel
 
 
@@ -80,6 +82,8 @@ def release(config: Config, out: Path) -> Kit:
             _write_exercise(exercise, partial)
         _write_references(config, exercises, devices, partial / KIT_COURSE / "references")
         wheel = write_wheel(partial / "wheels")
+        workflow = (PACKAGE_TEMPLATES / "kit" / "check.yml").read_text(encoding="utf-8")
+        _write_text(partial / STUDENT_WORKFLOW, workflow)
         _write_text(partial / "pyproject.toml", _render("kit/pyproject.toml.j2", devices=devices))
         _write_text(partial / "requirements.txt", _render("kit/requirements.txt.j2", **_pins()))
         _write_text(

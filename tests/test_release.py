@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from typing import Any
 
 import nbformat
 import pytest
+import yaml
 
 from grader.assign import BEGIN, END
 from grader.cli import KIT_NOTE, main
@@ -26,7 +29,7 @@ from grader.precomputed import load_reference, save_reference, stored_keys
 from grader.prepare import Variant
 from grader.references import Questions, collect_record, questions
 from grader.release import KIT_COURSE, Kit, release
-from tests.conftest import ROOT
+from tests.conftest import ROOT, mini_solution, write
 
 SPEC = CheckSpec(values=("answer",), calls=None, hidden_parameters=None)
 PUBLIC = Variant("the notebook's own data", {"seed": 0, "device": "cpu", "scale": 2.0}, 7)
@@ -282,3 +285,100 @@ def test_a_release_needs_current_exercises_and_a_new_folder(
     with pytest.raises(CourseError, match="out of date with its solution: run `grader assign`"):
         release(dataclasses.replace(mini_course, root=stale), tmp_path / "kit")
     assert not (tmp_path / "kit").exists()
+
+
+# ----------------------------------------------------------------------------- the CI recipes
+
+
+def _readme_workflow(first_line: str) -> tuple[str, dict[str, Any]]:
+    """The README's YAML block that starts with `first_line`: its text, and its steps parsed."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    (block,) = [
+        b
+        for b in re.findall(r"^```yaml\n(.*?)^```$", text, re.S | re.M)
+        if b.startswith(first_line)
+    ]
+    return block, yaml.safe_load(block)
+
+
+def _run_steps(
+    workflow: dict[str, Any], cwd: Path, environ: dict[str, str], skip: str = "pip install"
+) -> None:
+    """Run the workflow's `run:` steps in `cwd` as GitHub runs them (bash -e -o pipefail), with
+    this suite's grader on the PATH instead of the steps that install one."""
+    (job,) = workflow["jobs"].values()
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    for step in job["steps"]:
+        if "run" in step and skip not in step["run"]:
+            env = {**environ, **step.get("env", {}), "PATH": path}
+            shell = ["bash", "--noprofile", "--norc", "-e", "-o", "pipefail", "-c", step["run"]]
+            done = subprocess.run(shell, cwd=cwd, env=env, capture_output=True, text=True)
+            assert done.returncode == 0, f"{step.get('name')}: {done.stdout}{done.stderr}"
+
+
+STUDENT_WORKFLOW = "# .github/workflows/check.yml in a student's repository"
+CLASS_WORKFLOW = "# .github/workflows/grade-class.yml in the instructor's private course"
+
+
+def test_the_readme_shows_the_workflow_a_kit_carries() -> None:
+    shown, _ = _readme_workflow(STUDENT_WORKFLOW)
+    assert shown == (ROOT / "grader" / "templates" / "kit" / "check.yml").read_text()
+
+
+@pytest.fixture(scope="module")
+def mini_kit(mini_course: Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The mini course's kit, its first notebook filled in with the solution, the second not."""
+    kit = release(mini_course, tmp_path_factory.mktemp("mini-release") / "kit").root
+    write(mini_solution(), kit / "notebooks", "01_mini")
+    return kit
+
+
+@pytest.mark.slow
+def test_a_student_repository_runs_the_public_checks(mini_kit: Path, tmp_path: Path) -> None:
+    repository = shutil.copytree(mini_kit, tmp_path / "repository")
+    workflow = yaml.safe_load((repository / ".github" / "workflows" / "check.yml").read_text())
+    summary = tmp_path / "summary.md"
+    environ = {k: v for k, v in os.environ.items() if k not in ("GRADER_HIDDEN_SEED",)}
+    _run_steps(workflow, repository, {**environ, "GITHUB_STEP_SUMMARY": str(summary)})
+    shown = summary.read_text(encoding="utf-8")
+    assert f"note: {KIT_NOTE}" in shown and "TOTAL 2/4 points in 2 notebook(s)" in shown
+    results = json.loads((repository / "results.json").read_text(encoding="utf-8"))
+    assert (results["score"], results["max_score"]) == (2, 4)
+    assert not (repository / ".grader-secret").exists()
+
+
+@pytest.mark.slow
+def test_the_instructor_grades_every_student_repository_with_the_hidden_variant(
+    mini_course: Config, mini_kit: Path, tmp_path: Path
+) -> None:
+    course = tmp_path / "course"
+    course.mkdir()
+    for part in ("pyproject.toml", "solutions", "exercises", "checks"):
+        copy = shutil.copytree if (mini_course.root / part).is_dir() else shutil.copy
+        copy(mini_course.root / part, course / part)
+    students = []
+    for student, notebook in (("alice", mini_solution()), ("bob", None)):
+        repository = shutil.copytree(mini_kit, tmp_path / "github" / student)
+        (repository / "notebooks" / "02_mini.ipynb").unlink()  # one notebook each: lean
+        if notebook is None:  # bob handed in the kit's exercise untouched
+            shutil.copy(
+                mini_kit / "course" / "exercises" / "01_mini.ipynb", repository / "notebooks"
+            )
+        git = ["git", "-C", str(repository), "-c", "user.name=s", "-c", "user.email=s@example.org"]
+        for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "work"]):
+            subprocess.run([*git, *command], check=True)
+        students.append(f"{student} {repository}")
+    (course / "class").mkdir()
+    (course / "class" / "students.txt").write_text("\n".join(students) + "\n")
+    _, workflow = _readme_workflow(CLASS_WORKFLOW)
+    secrets = {"GRADER_HIDDEN_SEED": "1729", "CLASS_READ_TOKEN": "token"}
+    environ = {k: v for k, v in os.environ.items() if k != "GRADER_COURSE"}
+    for step in workflow["jobs"]["grade"]["steps"]:  # the secrets, as GitHub fills them in
+        step["env"] = {k: secrets.get(k, v) for k, v in step.get("env", {}).items()}
+    _run_steps(workflow, course, environ)
+    assert not (course / "submissions" / "alice" / "course").exists()
+    table = (course / "grades" / "grades.csv").read_text(encoding="utf-8")
+    rows = list(csv.DictReader(table.splitlines()))
+    assert {row["student"]: float(row["total"]) for row in rows} == {"alice": 2.0, "bob": 0.0}
+    official = json.loads((course / "grades" / "results" / "alice" / "results.json").read_text())
+    assert official["score"] == 2
