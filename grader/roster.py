@@ -152,8 +152,7 @@ def match_submissions(found: Sequence[Submission], roster: Sequence[RosterEntry]
     """`found` with each student key made the roster id it names (`roster_id`); without a
     roster, every key stands as it is. A file that names no student, or a student the roster
     does not list, is not graded: it gets a line of the run's summary instead."""
-    ids = {entry.lms_id for entry in roster}
-    emails = {entry.email.casefold(): entry.lms_id for entry in roster if entry.email}
+    ids, emails = _keys(roster)
     matched, unmatched = [], []
     for submission in found:
         key = roster_id(submission.student, ids, emails) if ids else submission.student
@@ -169,14 +168,20 @@ def match_submissions(found: Sequence[Submission], roster: Sequence[RosterEntry]
     return Matched(matched, unmatched)
 
 
+def _keys(roster: Sequence[RosterEntry]) -> tuple[set[str], dict[str, str]]:
+    """The roster's ids, and its e-mail addresses (folded) -> id, as `roster_id` takes them."""
+    ids = {entry.lms_id for entry in roster}
+    return ids, {entry.email.casefold(): entry.lms_id for entry in roster if entry.email}
+
+
 def match_roster(
     graded: Sequence[GradedNotebook], roster: Sequence[RosterEntry]
 ) -> list[GradedNotebook]:
     """`graded` with each student that matches a roster entry keyed by its id; of two
     submissions of one notebook that now share a student, the later one."""
-    ids = {entry.lms_id for entry in roster}
+    ids, emails = _keys(roster)
     latest: dict[tuple[str, str], GradedNotebook] = {}
     for item in sorted(graded, key=lambda g: (g.submitted_at, g.graded_at)):
-        key = roster_id(item.student, ids) or item.student
+        key = roster_id(item.student, ids, emails) or item.student
         latest[(key, item.result.notebook)] = dataclasses.replace(item, student=key)
     return sorted(latest.values(), key=lambda g: (g.student, g.result.notebook))

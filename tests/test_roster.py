@@ -13,7 +13,7 @@ from grader.cli import main
 from grader.errors import RosterError
 from grader.gradebook import Gradebook
 from grader.results import PASSED, CheckResult, NotebookResult
-from grader.roster import RosterEntry, read_roster
+from grader.roster import RosterEntry, match_roster, read_roster
 from grader.submissions import Submission
 from tests.conftest import ROOT, make_cell, make_notebook, write
 
@@ -177,3 +177,13 @@ def test_grade_reports_files_that_match_no_roster_student_and_records_none_of_th
     ]
     with Gradebook(db) as gradebook:
         assert [g.student for g in gradebook.latest()] == ["4711"]
+
+
+def test_a_key_that_is_a_roster_email_address_is_that_student_in_the_exports(
+    tmp_path: Path,
+) -> None:
+    with Gradebook(str(tmp_path / "g.db")) as gradebook:
+        record(gradebook, "JANE@example.edu", 1.0, 1)  # a folder named by the e-mail address
+        record(gradebook, "someone@example.edu", 1.0, 1)
+        graded = match_roster(gradebook.latest(), read_roster_text(tmp_path, PLAIN))
+    assert [g.student for g in graded] == ["4711", "someone@example.edu"]
