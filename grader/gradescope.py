@@ -81,6 +81,8 @@ def build_autograder(config: Config, out: Path, notebooks: Sequence[str] = ()) -
     """
     from grader.release import current_exercises, write_wheel
 
+    if out.is_dir():  # said before the references are run, not after
+        raise GraderError(f"cannot write {out}: it is a folder; name the zip to write")
     exercises = current_exercises(config)
     chosen = list(notebooks) or sorted(exercises)
     unknown = [name for name in chosen if name not in exercises]
@@ -171,18 +173,22 @@ def _write_requirements(path: Path) -> None:
 
 def _write_zip(bundle: Path, out: Path) -> None:
     """`bundle` as a zip with its files at the root; the two scripts executable."""
-    out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(bundle.rglob("*")):
-            if path.is_file():
-                name = path.relative_to(bundle).as_posix()
-                entry = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
-                mode = SHARED_READ if name in SCRIPTS else 0o644
-                entry.external_attr = (stat.S_IFREG | mode) << 16
-                entry.compress_type = zipfile.ZIP_DEFLATED
-                archive.writestr(entry, path.read_bytes())
-    partial.replace(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(bundle.rglob("*")):
+                if path.is_file():
+                    name = path.relative_to(bundle).as_posix()
+                    entry = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
+                    mode = SHARED_READ if name in SCRIPTS else 0o644
+                    entry.external_attr = (stat.S_IFREG | mode) << 16
+                    entry.compress_type = zipfile.ZIP_DEFLATED
+                    archive.writestr(entry, path.read_bytes())
+        partial.replace(out)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise GraderError(f"cannot write {out}: {error.strerror or error}") from None
 
 
 # ---- Grading one submission, inside Gradescope's container. ----

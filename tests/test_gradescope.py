@@ -344,3 +344,15 @@ def test_an_unknown_notebook_name_is_one_line_and_exit_2(
     error = capsys.readouterr().err
     assert status == 2 and error.startswith("grader: error: no exercise called 99_nothing")
     assert error.count("\n") == 1 and not (tmp_path / "a.zip").exists()
+
+
+def test_a_folder_for_the_zip_is_refused_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["--course", str(ROOT), "gradescope", str(tmp_path), NOTEBOOK])
+    error = capsys.readouterr().err
+    assert (
+        status == 2
+        and error
+        == f"grader: error: cannot write {tmp_path}: it is a folder; name the zip to write\n"
+    )
