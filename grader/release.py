@@ -85,7 +85,8 @@ def release(config: Config, out: Path) -> Kit:
         workflow = (PACKAGE_TEMPLATES / "kit" / "check.yml").read_text(encoding="utf-8")
         _write_text(partial / STUDENT_WORKFLOW, workflow)
         _write_text(partial / "pyproject.toml", _render("kit/pyproject.toml.j2", devices=devices))
-        _write_text(partial / "requirements.txt", _render("kit/requirements.txt.j2", **_pins()))
+        requirements = _render("kit/requirements.txt.j2", wheel=wheel.name, **_pins())
+        _write_text(partial / "requirements.txt", requirements)
         _write_text(
             partial / "README.md",
             _render("kit/README.md.j2", exercises=sorted(exercises), devices=devices, **_pins()),
@@ -192,7 +193,7 @@ def write_wheel(folder: Path) -> Path:
     files: dict[str, bytes] = {
         f"grader/{path.relative_to(package).as_posix()}": path.read_bytes()
         for path in sorted(package.rglob("*"))
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+        if path.is_file() and _package_file(path.relative_to(package))
     }
     files[f"{info}/METADATA"] = metadata.encode()
     files[f"{info}/entry_points.txt"] = entry_points.encode()
@@ -207,6 +208,13 @@ def write_wheel(folder: Path) -> Path:
         for name, data in files.items():
             archive.writestr(zipfile.ZipInfo(name, ZIP_DATE), data, zipfile.ZIP_DEFLATED)
     return wheel
+
+
+def _package_file(relative: Path) -> bool:
+    """Whether a file under the package is part of it: no bytecode, and nothing hidden (a stray
+    cache or secret folder is no package file)."""
+    hidden = any(part == "__pycache__" or part.startswith(".") for part in relative.parts)
+    return not hidden and relative.suffix != ".pyc"
 
 
 def _installed_metadata() -> tuple[str, str]:

@@ -209,8 +209,16 @@ def _fresh_grader(tmp_path: Path, kit: Path) -> Path:
         pytest.skip(f"cannot hard-link the suite's packages into {tmp_path}: {error}")
     install = ["install", "--quiet", "--no-index", "-r", str(kit / "requirements.txt")]
     pip = [sys.executable, "-m", "pip", "--python", str(python), *install]
-    subprocess.run(pip, cwd=tmp_path, check=True)  # not here: the source tree's egg-info
+    subprocess.run(pip, cwd=kit, check=True)  # in the kit, as its README says
+    (installed,) = site.glob("autodiff_grader-*.dist-info")
+    origin = json.loads((installed / "direct_url.json").read_text(encoding="utf-8"))
+    assert origin["url"] == (kit / "wheels" / wheel_name(kit)).as_uri()  # by path: no index
     return python
+
+
+def wheel_name(kit: Path) -> str:
+    (wheel,) = (kit / "wheels").glob("*.whl")
+    return wheel.name
 
 
 def _without_the_course() -> dict[str, str]:
