@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import json
+import marshal
 import math
+import zlib
 from dataclasses import dataclass, field
+from types import CodeType
 from typing import Any
 
 MIME_TYPE = "application/vnd.grader.payload.v1"
@@ -289,40 +293,89 @@ def call_request(call: Call) -> str:
     return json.dumps({"call": request})
 
 
+PROBE_NAME = "grader_probe"  # the probe's module in the kernel, and its code's file name
+PRELOADED_PROBE = "__grader_probe_code__"
+"""The builtin under which a kernel forked from a zygote finds `probe_code`, compiled before
+the fork (no module of the grader can be imported in a kernel)."""
+
+
 @functools.cache
 def _own_source() -> str:
     with open(__file__, encoding="utf-8") as handle:
         return handle.read()
 
 
+@functools.cache
+def probe_code() -> CodeType:
+    """This module's code as the probe cells compile it: a zygote compiles it once for all."""
+    return compile(_own_source(), PROBE_NAME, "exec", dont_inherit=True)
+
+
+@functools.cache
+def _probe_digest() -> str:
+    """What identifies `probe_code` in a kernel: the SHA-256 of its marshal form. Version 2
+    writes no back-references, which depend on reference counts: its bytes are the code's."""
+    return hashlib.sha256(marshal.dumps(probe_code(), 2)).hexdigest()
+
+
+@functools.cache
+def _packed_source() -> str:
+    """This module's source as a probe cell carries it: a quarter of the text for IPython to
+    parse in each cell."""
+    return base64.b64encode(zlib.compress(_own_source().encode(), 9)).decode("ascii")
+
+
 # The probe cell runs in the notebook's namespace, so it takes nothing from it by name: `type`
-# and the module type come from literals, and `exec`, `compile` and `__import__` from the
-# builtins only once checked to be the interpreter's own C functions.
+# and the module type come from literals, and every function it calls from the builtins or a
+# module only once checked to be the interpreter's own: a C function of that name whose
+# `__self__` is a module (what a notebook can make is a Python function, or a C method of an
+# object). The code it runs is the zygote's, compiled before any student code, only if its
+# digest is that of the source the cell carries (code objects cannot be changed): one the
+# notebook put in its place only makes the cell compile that source itself, as it does where
+# kernels are not forked from a zygote. Either way each probe runs in a fresh module.
 PROBE_CELL = """\
-def __grader_probe__(source, request):
+def __grader_probe__(packed, digest, request):
     kind = (0).__class__.__class__
+    builtin, get = kind([].append), {{}}.__class__.get
     builtins = (lambda: 0).__builtins__
-    tools = [{{}}.__class__.get(builtins, name) for name in ('exec', 'compile', '__import__')]
-    if [kind(tool) is kind([].append) and tool.__name__ for tool in tools] != [
-        'exec', 'compile', '__import__'
-    ]:
+    run, build, load = [get(builtins, name) for name in ('exec', 'compile', '__import__')]
+    module = kind(get(builtins, '__build_class__').__self__)
+
+    def own(tool, name):
+        return kind(tool) is builtin and tool.__name__ == name and kind(tool.__self__) is module
+
+    if not (own(run, 'exec') and own(build, 'compile') and own(load, '__import__')):
         raise RuntimeError('the notebook replaced exec, compile or __import__')
-    run, build, load = tools
+    code = get(builtins, {preloaded!r})
+    if kind(code) is kind(own.__code__):
+        hasher, dump = load('_hashlib').openssl_sha256, load('marshal').dumps
+        if not (own(hasher, 'openssl_sha256') and own(dump, 'dumps')):
+            raise RuntimeError('the notebook replaced marshal or hashlib')
+        if hasher(dump(code, 2)).hexdigest() != digest:
+            code = None
+    else:
+        code = None
+    if code is None:
+        unpack, decode = load('zlib').decompress, load('binascii').a2b_base64
+        if not (own(unpack, 'decompress') and own(decode, 'a2b_base64')):
+            raise RuntimeError('the notebook replaced zlib or binascii')
+        code = build(unpack(decode(packed)).decode(), {name!r}, 'exec', 0, True)
     sys = load('sys')
-    module = sys.modules['grader_probe'] = kind(load.__self__)('grader_probe')
+    probe = sys.modules[{name!r}] = module({name!r})
     try:
-        run(build(source, 'grader_probe', 'exec'), module.__dict__)
-        module.answer_request(request, (lambda: 0).__globals__)
+        run(code, probe.__dict__)
+        probe.answer_request(request, (lambda: 0).__globals__)
     finally:
-        del sys.modules['grader_probe']
-__grader_probe__({source!r}, {request!r})
+        del sys.modules[{name!r}]
+__grader_probe__({packed!r}, {digest!r}, {request!r})
 del __grader_probe__"""
 
 
 def probe_sources(requests: list[str]) -> list[str]:
     """Code cells that answer each request inside the kernel, one cell per request."""
-    module_source = _own_source()
-    return [PROBE_CELL.format(source=module_source, request=request) for request in requests]
+    fields = {"packed": _packed_source(), "digest": _probe_digest()}
+    fields |= {"name": PROBE_NAME, "preloaded": PRELOADED_PROBE}
+    return [PROBE_CELL.format(**fields, request=request) for request in requests]
 
 
 # ----------------------------------------------------------------------------- kernel side

@@ -1,7 +1,12 @@
 from __future__ import annotations
 
 import base64
+import binascii
+import builtins
 import json
+import marshal
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -269,3 +274,90 @@ def test_the_gradient_that_flows_back_is_reported_and_not_counted(source: str) -
     assert target is None and case["forbidden_calls"] == 0
     expected = GRADIENT_FLOW[source]
     assert (flowed is None) if expected is None else flowed.tolist() == expected
+
+
+# The probe cell runs the zygote's pre-compiled code only where it is the grader's own.
+TRUE_PAYLOAD = {"__dict__": {"x": {"__dict__": {"value": 3}}}}
+FAKE_PROBE = (
+    "def answer_request(request, namespace):\n"
+    "    from IPython.display import display\n"
+    f'    display({{{extract.MIME_TYPE!r}: \'{{"__dict__": {{"x": 99}}}}\'}}, raw=True)'
+)
+
+
+def probe_payloads(cell: str, monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The payloads a probe cell displays, run in a notebook namespace where `x = 3`."""
+    import IPython.display
+
+    shown: list[object] = []
+    monkeypatch.setattr(IPython.display, "display", lambda data, raw: shown.append(data))
+    exec(cell, {"x": 3})
+    return [json.loads(data[extract.MIME_TYPE]) for data in shown]  # type: ignore[index]
+
+
+def preload(code: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(builtins, extract.PRELOADED_PROBE, code, raising=False)
+
+
+def test_a_probe_runs_the_preloaded_code_without_compiling_its_source(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    request = extract.values_request(["x"])
+    (cell,) = extract.probe_sources([request])
+    broken = cell.replace(repr(extract._packed_source()), repr("not a source"))
+    preload(extract.probe_code(), monkeypatch)
+    assert probe_payloads(broken, monkeypatch) == [TRUE_PAYLOAD]
+    monkeypatch.delattr(builtins, extract.PRELOADED_PROBE)
+    assert probe_payloads(cell, monkeypatch) == [TRUE_PAYLOAD]  # the source it carries
+    with pytest.raises(binascii.Error):
+        probe_payloads(broken, monkeypatch)
+
+
+# What a notebook may put in the preloaded code's place: the cell compiles its own source.
+NOT_THE_GRADERS = {
+    "its own probe": compile(FAKE_PROBE, extract.PROBE_NAME, "exec"),
+    "the grader's, changed": extract.probe_code().replace(co_filename="elsewhere"),
+    "not code": FAKE_PROBE,
+}
+
+
+@pytest.mark.parametrize("case", sorted(NOT_THE_GRADERS))
+def test_a_probe_ignores_code_that_is_not_the_graders(
+    case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    preload(NOT_THE_GRADERS[case], monkeypatch)
+    (cell,) = extract.probe_sources([extract.values_request(["x"])])
+    assert probe_payloads(cell, monkeypatch) == [TRUE_PAYLOAD]
+
+
+def _fake_module(name: str, **functions: object) -> types.ModuleType:
+    module = types.ModuleType(name)
+    module.__dict__.update(functions)
+    return module
+
+
+# What the cell checks its code with, faked by the notebook: the probe fails (the notebook's
+# loss), it never runs the notebook's code.
+GENUINE_DUMP = marshal.dumps(extract.probe_code(), 2)
+FAKED_TOOLS = {
+    "marshal": _fake_module("marshal", dumps=lambda code, version: GENUINE_DUMP),
+    "_hashlib": _fake_module("_hashlib", openssl_sha256={GENUINE_DUMP: None}.get),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAKED_TOOLS))
+def test_a_probe_whose_digest_tools_are_faked_fails(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    preload(NOT_THE_GRADERS["its own probe"], monkeypatch)
+    monkeypatch.setitem(sys.modules, name, FAKED_TOOLS[name])
+    (cell,) = extract.probe_sources([extract.values_request(["x"])])
+    with pytest.raises(RuntimeError, match="the notebook replaced marshal or hashlib"):
+        probe_payloads(cell, monkeypatch)
+
+
+def test_a_probe_refuses_a_replaced_exec(monkeypatch: pytest.MonkeyPatch) -> None:
+    (cell,) = extract.probe_sources([extract.values_request(["x"])])
+    namespace = {"x": 3, "__builtins__": {**builtins.__dict__, "exec": lambda *args: None}}
+    with pytest.raises(RuntimeError, match="replaced exec, compile or __import__"):
+        exec(cell, namespace)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import select
 import time
@@ -10,11 +11,14 @@ from pathlib import Path
 import pytest
 from jupyter_core.utils import ensure_event_loop
 
+from grader import extract
 from grader.engine import isolation as engine_isolation
 from grader.engine.isolation import detect_isolation
 from grader.execute import ExecutedNotebook, Limits, run_notebook
+from grader.extract import PRELOADED_PROBE, probe_sources, values_request
 from grader.pool import KernelPool, WarmKernel, discard
 from tests.conftest import ROOT, make_cell, make_notebook
+from tests.test_extract import FAKE_PROBE, TRUE_PAYLOAD
 from tests.test_policy import PROC_KNOBS_READ_ONLY
 
 forked = pytest.mark.skipif(
@@ -93,6 +97,22 @@ CONFINED = [
 @forked
 def test_a_forked_kernel_is_confined(pool: KernelPool) -> None:
     assert failures(run_cells(CONFINED, pool)) == []
+
+
+@pytest.mark.slow
+@forked
+def test_probes_run_the_zygotes_code_unless_the_notebook_replaced_it(pool: KernelPool) -> None:
+    # The zygote's code alone can answer a probe whose own source is broken; code the notebook
+    # put in its place is not run.
+    (probe,) = probe_sources([values_request(["x"])])
+    broken = probe.replace(repr(extract._packed_source()), repr("not a source"))
+    replace = f"import builtins\nbuiltins.{PRELOADED_PROBE} = compile({FAKE_PROBE!r}, 'p', 'exec')"
+    for cells, cell in ((["x = 3"], broken), (["x = 3", replace], probe)):
+        nb = make_notebook([make_cell(source, f"cell{i}") for i, source in enumerate(cells)])
+        executed = run_notebook(nb, [cell], Limits(cell_timeout=30), pool)
+        assert failures(executed) == [], cell
+        (outcome,) = executed.probes
+        assert outcome.payload is not None and json.loads(outcome.payload) == TRUE_PAYLOAD
 
 
 @pytest.mark.slow
