@@ -12,7 +12,13 @@ import pytest
 from grader.engine.isolation import _detect_bubblewrap
 from grader.engine.jail import bubblewrap_argv
 from grader.engine.linux import NO_DEV, READ_ONLY
-from grader.engine.policy import PROC_READ_ONLY, SYSTEM_FILES, SYSTEM_PATHS, kernel_view
+from grader.engine.policy import (
+    PROC_READ_ONLY,
+    SYSTEM_FILES,
+    SYSTEM_PATHS,
+    KernelView,
+    kernel_view,
+)
 from grader.engine.sandboxed import NEW_ROOT, OLD_ROOT, root_calls
 from tests.conftest import ROOT
 
@@ -50,6 +56,27 @@ for knob in {PROC_READ_ONLY!r}:
         else:
             raise AssertionError('opened ' + target + ' for writing')
 """
+
+
+def view_report(view: KernelView) -> str:
+    """Python that sets `seen` to what a process sees at each path of `view` but the run's."""
+    paths = ["/", *(mount.target for mount in view.mounts if mount.target != view.directory)]
+    return f"""\
+import os
+def describe(path):
+    if os.path.islink(path):
+        return 'symlink to ' + os.readlink(path)
+    if not os.path.exists(path):
+        return 'absent'
+    mode = 'read-only' if os.statvfs(path).f_flag & os.ST_RDONLY else 'writable'
+    return mode + (' directory' if os.path.isdir(path) else ' file')
+seen = {{path: describe(path) for path in {paths!r}}}
+seen['working directory'] = describe(os.getcwd())
+seen['/ holds'], seen['/dev holds'] = sorted(os.listdir('/')), sorted(os.listdir('/dev'))
+seen['host name'] = os.uname().nodename
+"""
+
+
 bubblewrap = pytest.mark.skipif(
     not _detect_bubblewrap().sandboxed, reason="bubblewrap does not run here"
 )

@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 import os
 import select
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,12 +16,15 @@ from jupyter_core.utils import ensure_event_loop
 from grader import extract
 from grader.engine import isolation as engine_isolation
 from grader.engine.isolation import detect_isolation
+from grader.engine.jail import bubblewrap_argv
+from grader.engine.policy import kernel_view
+from grader.engine.runs import remove_tree, run_directory
 from grader.execute import ExecutedNotebook, Limits, run_notebook
 from grader.extract import PRELOADED_PROBE, probe_sources, values_request
 from grader.pool import KernelPool, WarmKernel, discard
 from tests.conftest import ROOT, make_cell, make_notebook
 from tests.test_extract import FAKE_PROBE, TRUE_PAYLOAD
-from tests.test_policy import PROC_KNOBS_READ_ONLY
+from tests.test_policy import PROC_KNOBS_READ_ONLY, bubblewrap, view_report
 
 forked = pytest.mark.skipif(
     not detect_isolation().forked, reason="kernels cannot be forked from a zygote here"
@@ -113,6 +118,27 @@ def test_probes_run_the_zygotes_code_unless_the_notebook_replaced_it(pool: Kerne
         assert failures(executed) == [], cell
         (outcome,) = executed.probes
         assert outcome.payload is not None and json.loads(outcome.payload) == TRUE_PAYLOAD
+
+
+@pytest.mark.slow
+@forked
+@bubblewrap
+def test_a_forked_kernel_sees_what_a_kernel_in_bubblewrap_sees(pool: KernelPool) -> None:
+    directory = run_directory("view")  # where runs are, as the kernel's own
+    try:
+        view = kernel_view(directory)
+        command = [*bubblewrap_argv(view), sys.executable, "-c"]
+        report = view_report(view) + "import json\nprint(json.dumps(seen))"
+        shown = subprocess.run(
+            [*command, report], capture_output=True, text=True, timeout=60, check=True
+        )
+    finally:
+        remove_tree(directory)
+    expected = json.loads(shown.stdout)
+    assert expected["/proc/sys"] == "read-only directory" and expected["/"].startswith("read-only")
+    differences = f"{{k: v for k, v in seen.items() if v != {expected!r}.get(k)}}"
+    cell = view_report(view) + f"assert seen == {expected!r}, {differences}"
+    assert failures(run_cells([cell], pool)) == []
 
 
 @pytest.mark.slow
