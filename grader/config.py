@@ -8,7 +8,7 @@ import secrets
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -296,6 +296,10 @@ def _due_time(value: object, where: str) -> datetime:
             f"{where}: {value!r} has no UTC offset; write it with one (2026-10-01T23:59:00+02:00 "
             "or ...Z), as a due time means one moment for everyone"
         )
+    try:
+        moment.astimezone(timezone.utc)  # what late work is measured against
+    except OverflowError:
+        raise ConfigError(f"{where}: {value!r} is out of the range of dates") from None
     return moment
 
 

@@ -3,8 +3,10 @@ numbers a reader sees are the gradebook's."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -13,8 +15,10 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
+from grader.config import Config
 from grader.feedback import write_feedback
-from grader.gradebook import GradedNotebook
+from grader.gradebook import GradedNotebook, GradingAction
+from grader.standing import class_standings
 from tests.test_feedback import COURSE_CLASS_PAGE, build_gradebook
 
 pytestmark = pytest.mark.browser
@@ -122,10 +126,15 @@ def expected_shares(graded: list[GradedNotebook]) -> dict[str, str]:
 def test_the_class_table_is_on_the_first_screen_at_laptop_size(
     browser: WebDriver, site: Site
 ) -> None:
+    assert_table_on_first_screen(browser, site.pages[len(site.graded) :])
+
+
+def assert_table_on_first_screen(browser: WebDriver, pages: list[Path]) -> None:
+    """At 1,280 x 800, the students x notebooks table of each page fits without scrolling."""
     metrics = {"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False}
     browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
     try:
-        for page in site.pages[len(site.graded) :]:  # the class page and its sorted copies
+        for page in pages:
             open_page(browser, page)
             box = browser.execute_script(
                 "const r = document.querySelector('table.students').getBoundingClientRect();"
@@ -180,3 +189,34 @@ def test_a_course_template_changes_the_page_in_the_browser(
     assert browser.find_elements(By.CSS_SELECTOR, "table.students tbody tr")
     severe = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert severe == []
+
+
+def test_late_penalties_and_overrides_read_as_the_standings_say(
+    browser: WebDriver, site: Site, tmp_path: Path
+) -> None:
+    # every 02_x was handed in on 2 May, 09:30: a day and a half late, so two days
+    config = Config(
+        root=Path(os.devnull), due={"02_x": datetime(2024, 5, 1, tzinfo=timezone.utc)},
+        late_penalty_per_day=0.1,
+    )  # fmt: skip
+    actions = [GradingAction("bob", "02_x", "override", "", 4.0, "right in the oral", "prof")]
+    pages = write_feedback(site.graded, tmp_path / "out", actions=actions, config=config)
+    table = class_standings(site.graded, [], actions, config)
+    open_page(browser, pages[-1])
+    notebooks, late = list(table["alice"]), []
+    for row in browser.find_elements(By.CSS_SELECTOR, "table.students tbody tr"):
+        student = row.find_element(By.TAG_NAME, "th").text
+        cells = row.find_elements(By.TAG_NAME, "td")
+        x = table[student]["02_x"]
+        if x.final is not None:
+            marks = ("L2" if x.late_days == 2 else "") + ("O" if x.override is not None else "")
+            assert cells[notebooks.index("02_x")].text == f"{x.final:g}{marks}", student
+            late.append(student)
+    assert len(late) == 3 and all(table[s]["02_x"].late_days == 2 for s in late)
+    bob = table["bob"]["02_x"]
+    assert (bob.override, bob.penalty, bob.final) == (4.0, 1.0, 3.0)
+    open_page(browser, next(page for page in pages if page.parts[-2:] == ("bob", "02_x.html")))
+    shown = [browser.find_element(By.ID, name).text for name in ("raw", "override", "penalty")]
+    assert shown == [f"{bob.raw:g}", "4", "-1"] and browser.find_element(By.ID, "final").text == "3"
+    assert "right in the oral (prof," in browser.find_element(By.CSS_SELECTOR, "tr.override").text
+    assert_table_on_first_screen(browser, pages[len(site.graded) :])

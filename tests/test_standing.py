@@ -176,6 +176,8 @@ def test_due_times_are_read_with_their_offset(tmp_path: Path) -> None:
         ('[tool.grader.due]\n"01_nb" = 2026-10-01T23:59:00', "has no UTC offset"),
         ('[tool.grader.due]\n"01_nb" = "2026-10-01 23:59"', "has no UTC offset"),
         ('[tool.grader.due]\n"01_nb" = "next friday"', "is not a date and time"),
+        ('[tool.grader.due]\n"01_nb" = 0001-01-01T00:00:00+02:00', "out of the range of dates"),
+        ('[tool.grader.due]\n"01_nb" = 2026-10-01', "is not a date and time"),
         ('[tool.grader.due]\n"09_nope" = 2026-10-01T23:59:00Z', "no notebook is called '09_nope'"),
         ('[tool.grader.extensions.100]\n"9" = 2026-10-01T23:59:00Z', "no notebook is called '9'"),
         ("[tool.grader.extensions]\n100 = 5", r"extensions\.100\] must be a table"),
