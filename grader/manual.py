@@ -17,7 +17,7 @@ from grader.config import Config
 from grader.course import DeclaredCheck, declared_checks, find_exercises
 from grader.errors import ManualGradingError
 from grader.gradebook import Gradebook, GradedNotebook, GradingAction
-from grader.roster import match_roster, roster_id
+from grader.roster import match_roster
 from grader.standing import notebook_maxima
 
 SHOWN_NAMES = 12
@@ -105,12 +105,12 @@ def remove(gradebook: Gradebook, record: ClassRecord, action: GradingAction) -> 
     """Take the student's submissions of the notebook out of the grades (grading them again
     brings them back); how many were taken out."""
     _known(record, action.student, action.notebook)
-    ids = set(record.students)
-    recorded = {
+    roster = gradebook.roster()
+    recorded = {  # every name recorded that the roster matches to the student, as exports do
         item.student
         for item in gradebook.latest()
         if item.result.notebook == action.notebook
-        and (roster_id(item.student, ids) or item.student) == action.student
+        and match_roster([item], roster)[0].student == action.student
     }
     if not recorded:
         raise ManualGradingError(

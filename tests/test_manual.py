@@ -59,7 +59,9 @@ def record(book: Gradebook, student: str, notebook: str, passes: tuple[bool, boo
 def cls(tmp_path: Path) -> tuple[Path, str]:
     root, db = course(tmp_path), str(tmp_path / "g.db")
     with Gradebook(db) as book:
-        book.import_roster([RosterEntry("100", "Ann Lee"), RosterEntry("200", "Ben Ode")])
+        book.import_roster(
+            [RosterEntry("100", "Ann Lee"), RosterEntry("200", "Ben Ode", "ben@example.edu")]
+        )
         record(book, "Ann Lee_100", "01_nb", (True, False))  # two days late
         record(book, "Ann Lee_100", "02_nb", (True, True))
         record(book, "200", "02_nb", (False, False))
@@ -102,9 +104,14 @@ def test_overrides_excuses_and_comments_change_the_standing_and_outlive_a_regrad
 
 def test_remove_takes_a_submission_out_until_it_is_graded_again(cls: tuple[Path, str]) -> None:
     root, db = cls
-    assert grader(root, db, "remove", "100", "02_nb", "--reason", "wrong course") == 0
     with Gradebook(db) as book:
-        assert standings(book, load_config(root))["100"]["02_nb"].status == "missing"
+        record(book, "BEN@example.edu", "01_nb", (True, True))  # a key the roster matches too
+    assert grader(root, db, "remove", "100", "02_nb", "--reason", "wrong course") == 0
+    assert grader(root, db, "remove", "200", "01_nb", "--reason", "wrong course") == 0
+    with Gradebook(db) as book:
+        table = standings(book, load_config(root))
+        assert table["100"]["02_nb"].status == table["200"]["01_nb"].status == "missing"
+        assert table["200"]["02_nb"].status == "graded", "only that notebook"
         record(book, "Ann Lee_100", "02_nb", (True, True))
         assert standings(book, load_config(root))["100"]["02_nb"].final == 5.0
 
