@@ -18,7 +18,7 @@ from grader.course import DeclaredCheck, declared_checks, find_exercises
 from grader.errors import ManualGradingError
 from grader.gradebook import Gradebook, GradedNotebook, GradingAction
 from grader.roster import match_roster
-from grader.standing import notebook_maxima
+from grader.standing import class_students, notebook_maxima
 
 SHOWN_NAMES = 12
 """How many known names an error lists."""
@@ -51,8 +51,8 @@ def class_record(gradebook: Gradebook, config: Config) -> ClassRecord:
     """The students (roster ids, and the keys of those graded off the roster) and notebooks."""
     roster = gradebook.roster()
     graded = tuple(match_roster(gradebook.latest(), roster))
-    students = sorted({entry.lms_id for entry in roster} | {item.student for item in graded})
-    return ClassRecord(tuple(students), notebook_maxima(config, graded), graded, config)
+    students = tuple(class_students(graded, roster))
+    return ClassRecord(students, notebook_maxima(config, graded), graded, config)
 
 
 def acting_user(named: str | None) -> str:

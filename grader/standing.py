@@ -79,7 +79,6 @@ def class_standings(
     maxima = notebook_maxima(config, graded)
     latest = {(item.student, item.result.notebook): item for item in graded}
     manual = manual_grades(actions)
-    students = sorted({entry.lms_id for entry in roster} | {item.student for item in graded})
     return {
         student: {
             notebook: _standing(
@@ -91,8 +90,13 @@ def class_standings(
             )
             for notebook, maximum in maxima.items()
         }
-        for student in students
+        for student in class_students(graded, roster)
     }
+
+
+def class_students(graded: Iterable[GradedNotebook], roster: Sequence[RosterEntry]) -> list[str]:
+    """Every roster student's id, and the key of everyone graded whom the roster does not list."""
+    return sorted({entry.lms_id for entry in roster} | {item.student for item in graded})
 
 
 def notebook_maxima(config: Config, graded: Iterable[GradedNotebook] = ()) -> dict[str, float]:
