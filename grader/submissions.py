@@ -379,14 +379,22 @@ def read_owner(name: str) -> NameReading:
 def _lms_student(stem: str) -> tuple[str, bool]:
     """(`<name>_<participant>`, late) where `stem` is named as Moodle or Canvas name their
     downloads; ("", False) where it is not."""
+    readings = []  # (where the LMS's part ends, student, late)
     moodle = _MOODLE.match(stem)
     if moodle:
-        return f"{moodle.group('name')}_{moodle.group('id')}", False
+        readings.append((moodle.end(), f"{moodle.group('name')}_{moodle.group('id')}", False))
     name, underscore, rest = stem.partition("_")
     canvas = _CANVAS.match(rest) if underscore and name.strip() else None
     if canvas:
-        return f"{name}_{canvas.group('id')}", bool(canvas.group("late"))
-    return "", False
+        end = len(name) + 1 + canvas.end()
+        readings.append((end, f"{name}_{canvas.group('id')}", bool(canvas.group("late"))))
+    # The LMS's part comes first and the student's own file name after it: of two readings,
+    # the one that ends sooner is the LMS's (a Canvas file the student named
+    # `x_4711_assignsubmission_<notebook>` must not read as Moodle's participant 4711).
+    if not readings:
+        return "", False
+    _, student, late = min(readings)
+    return student, late
 
 
 def _inspect(path: Path, parts: Sequence[str]) -> tuple[str, str, float]:
