@@ -14,12 +14,12 @@ from typing import Protocol
 
 from grader.config import Config, hidden_secret
 from grader.course import course_version, find_exercises
-from grader.engine.client import Zygote
 from grader.gradebook import Gradebook
 from grader.grading import Job, grade_jobs
 from grader.references import GRADER_VERSION
 from grader.results import NotebookResult
 from grader.roster import match_submissions
+from grader.runner import Runner
 from grader.submissions import Submission, open_submissions
 
 
@@ -67,14 +67,15 @@ def grade_class(
     source: Path,
     config: Config,
     gradebook: Gradebook,
+    *,
     workers: int | None = None,
     regrade: bool = False,
     progress: Progress | None = None,
-    zygote: Zygote | None = None,
+    runner: Runner | None = None,
 ) -> BatchSummary:
     """Grade every submission in folder or zip `source` that needs it; record each result.
 
-    `zygote`: see `grader.grading.grade_jobs`."""
+    `workers`, `runner`: see `grader.grading.grade_jobs`."""
     progress = progress or _Silent()
     progress.stage("collecting the submissions")
     # read once: the fingerprints and the runs must see the same secret
@@ -112,7 +113,7 @@ def grade_class(
                     "warming up: starting kernels; each exercise's reference solution runs "
                     "before its first notebook is graded (cached after)"
                 )
-                grade_jobs(jobs, config, workers, record, zygote)
+                grade_jobs(jobs, config, workers=workers, on_result=record, runner=runner)
         except KeyboardInterrupt:
             interrupted = True
     return BatchSummary(

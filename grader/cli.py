@@ -242,20 +242,20 @@ def _database_option(command: argparse.ArgumentParser) -> None:
 
 
 def _check(args: argparse.Namespace, config: Config) -> int:
-    from grader.engine.client import start_zygote
+    from grader.runner import LocalRunner
 
     started = time.monotonic()
     workers = _workers(args)
     if not config.kit:  # a kit grades the public variant only: it has no secret, nor needs one
         config = _secured(config)
-    with start_zygote() as zygote:  # first: its imports overlap the grader's own
+    with LocalRunner(workers) as runner:  # first: its zygote's imports overlap the grader's own
         from grader.export import write_atomically, write_json_atomically
         from grader.grading import check_notebooks
         from grader.report import gradescope_results, junit_xml, render_text
         from grader.results import all_passed, ungradable
 
         paths = args.paths or [config.path(config.notebooks_dir or config.exercises_dir)]
-        results = check_notebooks(paths, config, workers, _progress_line(), zygote)
+        results = check_notebooks(paths, config, on_result=_progress_line(), runner=runner)
     if config.kit:
         print(f"note: {KIT_NOTE}\n")
     print(render_text(results), end="")
@@ -278,7 +278,7 @@ def _workers(args: argparse.Namespace) -> int | None:
 
 
 def _grade(args: argparse.Namespace, config: Config) -> int:
-    from grader.engine.client import start_zygote
+    from grader.runner import LocalRunner
 
     workers = _workers(args)
     if config.kit:
@@ -286,14 +286,19 @@ def _grade(args: argparse.Namespace, config: Config) -> int:
     config = _secured(config)
     with _progress_display(sys.stderr) as progress:  # first: it shows the warm-up too
         progress.stage("warming up: the kernel zygote is importing torch")
-        with start_zygote() as zygote:  # first: its imports overlap opening the gradebook
+        with LocalRunner(workers) as runner:  # first: its zygote's imports overlap the rest
             from grader.batch import grade_class
             from grader.gradebook import Gradebook
 
             progress.stage("warming up: opening the gradebook")
             with Gradebook(args.db) as gradebook:
                 summary = grade_class(
-                    args.submissions, config, gradebook, workers, args.regrade, progress, zygote
+                    args.submissions,
+                    config,
+                    gradebook,
+                    regrade=args.regrade,
+                    progress=progress,
+                    runner=runner,
                 )
     for problem in summary.problems:
         print(f"not graded: {_one_line(problem)}", file=sys.stderr)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from jupyter_core.utils import run_sync
@@ -21,56 +20,17 @@ from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_output
 
 from grader.engine.jail import KernelJail
-from grader.engine.limits import ResourceLimits
-from grader.extract import MAX_PAYLOAD_CHARS, MIME_TYPE
+from grader.extract import MAX_PAYLOAD_CHARS, MIME_TYPE, CellOutcome, CellStatus
 from grader.notebook import grade_id
 from grader.pool import KernelPool, WarmKernel
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Time and output limits of one notebook run, and the kernel's resource limits."""
-
-    cell_timeout: float = 60.0
-    notebook_timeout: float = 300.0
-    probe_timeout: float = 10.0
-    output_kb: int = 1024
-    resources: ResourceLimits = field(default_factory=ResourceLimits)
-    threads: int = 1
-
-
-@dataclass(frozen=True)
-class CellOutcome:
-    """How one code cell ended: `ok`, `error`, `timeout`, `died`, `memory` or `skipped`."""
-
-    grade_id: str
-    status: str
-    ename: str = ""
-    evalue: str = ""
-
-
-@dataclass(frozen=True)
-class ProbeOutcome:
-    """The payload text of one probe cell, or why there is none."""
-
-    payload: str | None
-    failure: str = ""
-
-
-@dataclass(frozen=True)
-class ExecutedNotebook:
-    """What one run produced: an outcome per code cell and per probe."""
-
-    cells: tuple[CellOutcome, ...]
-    probes: tuple[ProbeOutcome, ...]
-    seconds: float
+from grader.runner import ExecutedNotebook, Limits, ProbeOutcome
 
 
 class _FatalCell(Exception):
     """Cell `index` ended the kernel's usefulness (`timeout`, `died`, `memory`, or an `error`
     the kernel's messages caused)."""
 
-    def __init__(self, index: int, status: str, detail: str = "", ename: str = "") -> None:
+    def __init__(self, index: int, status: CellStatus, detail: str = "", ename: str = "") -> None:
         self.index = index
         self.status = status
         self.detail = detail
@@ -170,6 +130,7 @@ def run_notebook(
         kernels = pool or stack.enter_context(KernelPool(limits.resources, limits.threads, 0))
         while True:
             kernel = kernels.take()
+            isolation = kernel.jail.isolation.description
             try:
                 cells, probe_outcomes = _attempt(
                     work, notebook_cells, kernel, limits, deadline, skipped
@@ -180,7 +141,7 @@ def run_notebook(
             finally:
                 kernels.discard(kernel)
     seconds = time.monotonic() - started
-    return ExecutedNotebook(tuple(cells), tuple(probe_outcomes), seconds)
+    return ExecutedNotebook(tuple(cells), tuple(probe_outcomes), seconds, isolation)
 
 
 def _attempt(

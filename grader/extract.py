@@ -21,7 +21,7 @@ import math
 import zlib
 from dataclasses import dataclass, field
 from types import CodeType
-from typing import Any
+from typing import Any, Literal, get_args
 
 MIME_TYPE = "application/vnd.grader.payload.v1"
 MAX_PAYLOAD_CHARS = 64 * 1024 * 1024
@@ -716,11 +716,19 @@ class _RouteCounter:
 # ----------------------------------------------------------------------------- grader side
 
 
-@dataclass(frozen=True)
-class CellStatus:
-    """How a TO DO (or any) cell ended, as the checks need to know it."""
+CellStatus = Literal["ok", "error", "timeout", "memory", "died", "skipped"]
+"""How a code cell ended: it ran (`ok`), raised (`error`), ran past its time, its memory or its
+kernel (`timeout`, `memory`, `died`), or was not run (`skipped`: the notebook's time was up)."""
+CELL_STATUSES: tuple[CellStatus, ...] = get_args(CellStatus)
 
-    status: str
+
+@dataclass(frozen=True)
+class CellOutcome:
+    """How one code cell of a run ended: in the live run, in a runner's result and in the
+    reference cache alike."""
+
+    grade_id: str
+    status: CellStatus
     ename: str = ""
     evalue: str = ""
 
@@ -734,12 +742,13 @@ class RunData:
     problems: dict[str, str]
     calls: dict[str, list[CaseResult]]
     call_problems: dict[str, str]
-    cells: dict[str, CellStatus]
+    cells: dict[str, CellOutcome]
+    """By grade id."""
 
 
 def collect_run(
     parameters: dict[str, Any],
-    cells: dict[str, CellStatus],
+    cells: dict[str, CellOutcome],
     payloads: list[tuple[str | None, str]],
     value_names: list[str],
     calls: list[Call],
@@ -753,7 +762,7 @@ def collect_run(
     from grader.untrusted import clean_message  # here: this module also runs in the kernel
 
     cells = {
-        gid: CellStatus(cell.status, clean_message(cell.ename), clean_message(cell.evalue))
+        gid: CellOutcome(gid, cell.status, clean_message(cell.ename), clean_message(cell.evalue))
         for gid, cell in cells.items()
     }
     values: dict[str, Any] = {}

@@ -112,14 +112,15 @@ def _precompute(config: Config, chosen: list[Exercise], course: Path) -> None:
     from grader.pool import KernelPool
     from grader.precomputed import save_reference, save_variants
     from grader.prepare import variants
-    from grader.references import ReferenceRequest, executed_record, questions, reference_record
+    from grader.references import ReferenceRequest, questions, reference_executed
+    from grader.runner import ExecutedNotebook
 
     secret, limits = hidden_secret(config), execution_limits(config)
     planned = {}
     with KernelPool(limits.resources, limits.threads) as pool:
 
-        def run(nb: NotebookNode, probes: list[str]) -> dict[str, Any]:
-            return executed_record(run_notebook(nb, probes, limits, pool))
+        def run(nb: NotebookNode, probes: list[str]) -> ExecutedNotebook:
+            return run_notebook(nb, probes, limits, pool)
 
         for exercise in chosen:
             pristine = read_course_notebook(exercise.exercise_path)
@@ -129,8 +130,8 @@ def _precompute(config: Config, chosen: list[Exercise], course: Path) -> None:
             for variant in planned[exercise.name]:
                 asked = questions(spec, variant)
                 request = ReferenceRequest(exercise, solution, variant, asked)
-                record = reference_record(request, config.path(config.cache_dir), run)
-                save_reference(course / REFERENCES_DIR, exercise.name, variant, asked, record)
+                executed = reference_executed(request, config.path(config.cache_dir), run)
+                save_reference(course / REFERENCES_DIR, exercise.name, variant, asked, executed)
     save_variants(course / VARIANTS_FILE, planned)
 
 

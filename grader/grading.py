@@ -1,5 +1,10 @@
 """The pipeline, end to end: prepare -> execute -> extract -> check, for each notebook.
 
+`_grade_notebook` reads it top to bottom for one notebook; its runs go to a `grader.runner.Runner`
+(a `LocalRunner` by default), and about as many notebooks as the runner runs at once are in
+progress together, each on a thread of its own, so that the runner always has runs waiting and
+results come in order, early.
+
 A notebook whose TO DO cell lost points because an earlier TO DO cell it uses is wrong gets one
 more run per variant, with that earlier cell taken from the solution (`grader.check`'s
 follow-through); only notebooks that need it pay for it.
@@ -12,18 +17,14 @@ import functools
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
-from jupyter_core.utils import ensure_event_loop
 from nbformat import NotebookNode
 
 from grader.check import (
-    FollowThrough,
     VariantRuns,
     credit_follow_through,
     plan_follow_through,
@@ -31,8 +32,6 @@ from grader.check import (
 )
 from grader.config import Config, hidden_secret
 from grader.course import CheckSpec, Exercise, exercise_for, find_exercises, load_check_spec
-from grader.engine.client import Zygote, start_zygote
-from grader.engine.isolation import detect_isolation
 from grader.engine.limits import ResourceLimits
 from grader.errors import (
     ConfigError,
@@ -40,15 +39,9 @@ from grader.errors import (
     GraderError,
     UnknownNotebookError,
 )
-from grader.execute import Limits, run_notebook
-from grader.extract import (
-    CellStatus,
-    RunData,
-    collect_run,
-)
+from grader.extract import CellOutcome, RunData, collect_run
 from grader.figures import draw_figures
 from grader.notebook import grade_id, is_todo, read_course_notebook
-from grader.pool import KernelPool
 from grader.precomputed import load_reference, load_variants
 from grader.prepare import (
     RUNS_PER_NOTEBOOK,
@@ -65,26 +58,34 @@ from grader.prepare import (
 from grader.references import (
     Questions,
     ReferenceRequest,
-    collect_record,
-    executed_record,
+    collect_executed,
     questions,
     reference_run,
 )
-from grader.results import Answer, CheckResult, NotebookResult
+from grader.results import Answer, NotebookResult
+from grader.runner import ExecutedNotebook, Limits, LocalRunner, Runner, RunRequest
 from grader.untrusted import clean_text
 
-_REPORTING_LOCK = threading.Lock()
 MAX_ANSWER_CHARS = 20_000
+# Other notebooks' runs wait for a reference run (its cache entry) and a follow-through run (its
+# notebook's result): both go before the students' own runs.
+REFERENCE_PRIORITY = 2
+FOLLOW_THROUGH_PRIORITY = 1
 
 
 @dataclass(frozen=True)
 class _Course:
-    """What grading one exercise needs, read once."""
+    """What grading one exercise needs, read once, and the runs every notebook of it gets."""
 
     exercise: Exercise
     pristine: NotebookNode
     solution: NotebookNode
     spec: CheckSpec
+    plan: list[Variant]
+    asked: list[Questions]
+    """What the checks ask of the runs of each variant of `plan`."""
+    precomputed: list[RunData] | None = None
+    """A kit's reference runs, one per variant (it has no solutions to run)."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ class _Session:
     limits: Limits
     hidden_seed: int
     """The secret behind every hidden variant of the run, read once."""
+    runner: Runner
 
 
 @dataclass(frozen=True)
@@ -108,210 +110,132 @@ class Job:
     problem: str = ""
 
 
-@dataclass
-class _Grading:
-    """One notebook in progress: its variant runs, filled in by whichever workers ran them, then,
-    where its checks call for one, its follow-through runs."""
-
-    index: int
-    path: Path
-    course: _Course
-    prepared: PreparedNotebook
-    plan: list[Variant]
-    started: float
-    runs: dict[int, VariantRuns] = field(default_factory=dict)
-    checks: list[CheckResult] = field(default_factory=list)
-    """The verdicts of `runs`, once they are all in."""
-    seconds: float = 0.0
-    """How long `runs` took: the time reported (a follow-through run's own time is not shown)."""
-    follow_through: FollowThrough | None = None
-    substituted: dict[int, VariantRuns] = field(default_factory=dict)
-
-
 def check_notebooks(
     paths: list[Path],
     config: Config,
+    *,
     workers: int | None = None,
     on_result: Callable[[NotebookResult], None] | None = None,
-    zygote: Zygote | None = None,
+    runner: Runner | None = None,
 ) -> list[NotebookResult]:
     """Grade each notebook in `paths` (folders are searched for `*.ipynb`), in order.
 
     A notebook is matched to the exercise of the same name. Up to `workers` runs go on at once
-    (default: one per core), each worker with its own pool of warm kernels; `on_result` is
-    called with each result as soon as it is ready. `zygote`: see `grade_jobs`.
+    (default: one per core); `on_result` is called with each result as soon as it is ready.
+    `runner`: see `grade_jobs`.
     """
     jobs = [Job(path, path.stem) for path in expand_paths(paths)]
     report = None if on_result is None else (lambda _index, result: on_result(result))
-    return grade_jobs(jobs, config, workers, report, zygote)
+    return grade_jobs(jobs, config, workers=workers, on_result=report, runner=runner)
 
 
 def grade_jobs(
     jobs: list[Job],
     config: Config,
+    *,
     workers: int | None = None,
     on_result: Callable[[int, NotebookResult], None] | None = None,
-    zygote: Zygote | None = None,
+    runner: Runner | None = None,
 ) -> list[NotebookResult]:
     """Grade `jobs` in parallel; `on_result(index, result)` is called as each one is ready.
 
     Every notebook runs twice (its own parameters and the hidden variant), and twice more where
-    its checks call for follow-through; the runs are spread over `workers` workers (default: one
-    per core), both runs of a notebook at once where two are free. `zygote`: one the caller
-    started early so that its imports overlap the caller's set-up, and closes; by default one is
-    started here where kernels are forked.
+    its checks call for follow-through; both runs of a notebook go to the runner at once.
+    `runner`: one the caller made (and closes), e.g. early, so that its start overlaps the
+    caller's set-up, or one that runs elsewhere; by default a `LocalRunner` of `workers`
+    workers (default: one per core) is made here.
 
-    On Ctrl-C (or a grader error) no new notebook is started; the notebooks in progress finish
+    On Ctrl-C or a grader error no new notebook is started; the notebooks in progress finish
     (their follow-through runs included) and are reported before the exception goes on.
     """
     results: dict[int, NotebookResult] = {}
 
     def report(index: int, result: NotebookResult) -> None:
-        with _REPORTING_LOCK:
-            results[index] = result
-            if on_result is not None:
-                on_result(index, result)
+        results[index] = result
+        if on_result is not None:
+            on_result(index, result)
 
     exercises = find_exercises(config)
     runnable = sum(1 for job in jobs if not job.problem and job.exercise in exercises)
     # a kit has no hidden variant; an autograder bundle has both, planned where it was built
     runs_per_notebook = 1 if config.kit and not config.variants_file else RUNS_PER_NOTEBOOK
-    count = min(workers or os.cpu_count() or 1, runs_per_notebook * runnable)  # no idle kernels
     with contextlib.ExitStack() as stack:
-        if zygote is None and count:  # importing torch while the checks modules load here
-            zygote = stack.enter_context(start_zygote())
-        pending: deque[tuple[int, Job, _Course]] = deque()
-        for index, (job, course) in enumerate(_match(jobs, exercises, config.kit)):
+        if runner is None and runnable:  # first: the zygote imports torch as the checks load
+            count = min(workers or os.cpu_count() or 1, runs_per_notebook * runnable)
+            runner = stack.enter_context(LocalRunner(count))
+        # Only where there is something to run: none is asked of a batch without a notebook;
+        # a kit has no secret, nor needs one.
+        device = resolve_device(config.device) if runnable else config.device
+        secret = hidden_secret(config) if runnable and not config.kit else 0
+        pending: list[tuple[int, Path, _Course]] = []
+        for index, (job, course) in enumerate(_match(jobs, exercises, config, device, secret)):
             if isinstance(course, GraderError):  # nothing to run: reported at once
                 report(index, NotebookResult(job.exercise, str(job.path), (), error=str(course)))
             else:
-                pending.append((index, job, course))
-        if count:
-            limits = execution_limits(config, count)
-            device = resolve_device(config.device)
-            secret = 0 if config.kit else hidden_secret(config)  # a kit has none, nor needs one
-            session = _Session(config, device, limits, secret)
-            pools = [
-                KernelPool(limits.resources, limits.threads, zygote=zygote) for _ in range(count)
-            ]
-            _run_workers(_Schedule(pending, session), pools, report)
+                pending.append((index, job.path, course))
+        if pending and runner is not None:
+            count = min(runner.capacity, runs_per_notebook * len(pending))  # no idle kernels
+            session = _Session(config, device, execution_limits(config, count), secret, runner)
+            _grade_in_flight(pending, session, report)
     return [results[index] for index in sorted(results)]
 
 
-class _Schedule:
-    """Hands the notebooks' runs to the workers, one at a time.
-
-    The runs of notebooks already started come first, so that the two runs of a notebook go on
-    at once on two workers and its result comes early; follow-through runs, opened once a
-    notebook's checks call for them, come before all others. After `stop` no notebook is
-    started, but the runs of those started (follow-through runs included) are still handed out:
-    every started notebook is reported, with the grade it would have had anyway.
-    """
-
-    def __init__(self, pending: deque[tuple[int, Job, _Course]], session: _Session) -> None:
-        self.session = session
-        self._pending = pending
-        self._open: deque[tuple[_Grading, int]] = deque()
-        self._starting = 0  # notebooks being prepared by a worker, their other runs not yet open
-        self._checking = 0  # notebooks being checked by a worker: follow-through runs may come
-        self._stopped = False
-        self._changed = threading.Condition()
-
-    def next(self) -> tuple[_Grading, int] | None:
-        """A notebook and the index of the variant to run next, or None when all are handed out."""
-        with self._changed:
-            while not self._open and self._deciding() and (self._stopped or not self._pending):
-                self._changed.wait()
-            if self._open:
-                return self._open.popleft()
-            if self._stopped or not self._pending:
-                return None
-            index, job, course = self._pending.popleft()
-            self._starting += 1
-        grading = None
-        try:  # outside the lock: reading a large notebook takes a while
-            grading = _start_grading(index, job.path, course, self.session)
-            return grading, 0
-        finally:
-            with self._changed:
-                self._starting -= 1
-                if grading is not None:
-                    self._open.extend((grading, variant) for variant in range(1, len(grading.plan)))
-                self._changed.notify_all()
-
-    def _deciding(self) -> int:
-        """Notebooks a worker is preparing or checking: more runs may come from them."""
-        return self._starting + self._checking
-
-    def finish(self, grading: _Grading, variant: int, runs: VariantRuns) -> bool:
-        """Keep the runs of one variant; whether they were the last of the notebook's own runs
-        (or of its follow-through runs). If so, the caller checks it, then calls `decided`."""
-        with self._changed:
-            stage = grading.runs if grading.follow_through is None else grading.substituted
-            stage[variant] = runs
-            last = len(stage) == len(grading.plan)
-            self._checking += last
-            return last
-
-    def decided(self, grading: _Grading, follow_through: FollowThrough | None) -> None:
-        """A notebook `finish` said was done has been checked: open the follow-through runs it
-        needs, if any (else it has been reported, or checking it failed)."""
-        with self._changed:
-            self._checking -= 1
-            if follow_through is not None:
-                grading.follow_through = follow_through
-                self._open.extendleft((grading, v) for v in reversed(range(len(grading.plan))))
-            self._changed.notify_all()
-
-    def backlog(self) -> int:
-        """Runs not handed out yet (none of the notebooks still to start, once stopped)."""
-        with self._changed:
-            unstarted = 0 if self._stopped else len(self._pending)
-            return len(self._open) + self._starting + RUNS_PER_NOTEBOOK * unstarted
-
-    def stop(self) -> None:
-        with self._changed:
-            self._stopped = True
-            self._changed.notify_all()
-
-
-def _run_workers(
-    schedule: _Schedule,
-    pools: list[KernelPool],
+def _grade_in_flight(
+    pending: list[tuple[int, Path, _Course]],
+    session: _Session,
     report: Callable[[int, NotebookResult], None],
 ) -> None:
-    """Run the scheduled runs on a thread per pool; each thread closes its pool."""
+    """Grade the notebooks, a bounded number at once, reporting each as it is done.
 
-    def work(pool: KernelPool) -> None:
-        try:
-            with pool:
-                pool.prime()
-                while (task := schedule.next()) is not None:
-                    grading, variant = task
-                    # A kernel launched ahead only where another run will be there to take it.
-                    pool.ahead = 1 if schedule.backlog() >= len(pools) else 0
-                    runs = _stage_runs(grading, variant, schedule.session, pool)
-                    if schedule.finish(grading, variant, runs):
-                        follow_through = None
-                        try:
-                            follow_through = _conclude(grading, schedule.session, report)
-                        finally:  # even when checking failed: the other workers wait for it
-                            schedule.decided(grading, follow_through)
-        finally:
-            ensure_event_loop().close()  # the loop jupyter_client made for this thread
+    Enough are in progress for the runner to have a run waiting for each of its slots while
+    others are being checked; after the first failure (or Ctrl-C) no other one is started.
+    """
+    stopped = threading.Event()
 
-    with ThreadPoolExecutor(max_workers=len(pools), thread_name_prefix="grader") as executor:
-        futures = [executor.submit(work, pool) for pool in pools]
+    def grade(path: Path, course: _Course) -> NotebookResult | None:
+        if stopped.is_set():  # its thread came free before the main thread cancelled it
+            return None
         try:
-            for future in futures:
-                future.result()
+            return _grade_notebook(path, course, session)
         except BaseException:
-            schedule.stop()  # Ctrl-C or a grader error: finish the notebooks in progress
+            stopped.set()  # at once: the other threads start nothing from now on
             raise
+
+    in_flight = session.runner.capacity + 1
+    with ThreadPoolExecutor(in_flight, thread_name_prefix="notebook") as notebooks:
+        started = {notebooks.submit(grade, path, course): index for index, path, course in pending}
+        waiting = set(started)
+        try:
+            while waiting:
+                done, waiting = wait(waiting, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=started.__getitem__):
+                    _report(future, started[future], report)
+        except BaseException:
+            _stop_starting(notebooks, stopped)
+            for future in sorted(waiting, key=started.__getitem__):
+                if not future.cancelled() and future.exception() is None:
+                    _report(future, started[future], report)
+            raise  # the first failure; those of notebooks in progress go with it
+
+
+def _stop_starting(notebooks: ThreadPoolExecutor, stopped: threading.Event) -> None:
+    """No notebook not started yet will be: Ctrl-C or a grader error."""
+    stopped.set()
+    notebooks.shutdown(wait=False, cancel_futures=True)
+
+
+def _report(
+    future: Future[NotebookResult | None],
+    index: int,
+    report: Callable[[int, NotebookResult], None],
+) -> None:
+    result = future.result()
+    if result is not None:
+        report(index, result)
 
 
 def _match(
-    jobs: list[Job], exercises: dict[str, Exercise], kit: bool
+    jobs: list[Job], exercises: dict[str, Exercise], config: Config, device: str, hidden_seed: int
 ) -> list[tuple[Job, _Course | GraderError]]:
     """Each job with its exercise, loaded once per exercise, or why it has none."""
     courses: dict[str, _Course] = {}
@@ -326,7 +250,7 @@ def _match(
             planned.append((job, error))
             continue
         if exercise.name not in courses:
-            courses[exercise.name] = _load_course(exercise, kit)
+            courses[exercise.name] = _load_course(exercise, config, device, hidden_seed)
         planned.append((job, courses[exercise.name]))
     return planned
 
@@ -361,81 +285,121 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
-def _load_course(exercise: Exercise, kit: bool) -> _Course:
-    pristine = read_course_notebook(exercise.exercise_path)
-    # A kit has no solutions: its references are precomputed, and it gives no follow-through.
-    solution = pristine if kit else read_course_notebook(exercise.solution_path)
-    course = _Course(exercise, pristine, solution, load_check_spec(exercise))
+def _load_course(exercise: Exercise, config: Config, device: str, hidden_seed: int) -> _Course:
+    """The exercise, read once, and its runs planned once: not on the notebooks' threads, where
+    parsing Python (its parameters cell) beside pytest's parsing can fail (CPython 3.11's `ast`
+    is not thread-safe, gh-106905). A kit's references are read here too: one that does not
+    fit is said at once, no kernel run for nothing."""
+    name, pristine = exercise.name, read_course_notebook(exercise.exercise_path)
+    spec = load_check_spec(exercise)
+    if config.variants_file:  # an autograder bundle: both variants, planned where it was built
+        plan = load_variants(config.path(config.variants_file), name, device)
+    elif config.kit:  # a student's kit: the public variant only
+        plan = [public_variant(pristine, name, device)]
+    else:
+        plan = variants(pristine, name, spec, device, hidden_seed)
+    asked = [questions(spec, variant) for variant in plan]
+    if config.kit:  # its references precomputed; no solutions
+        store = config.path(config.references_dir)
+        kept = [load_reference(store, name, v, q) for v, q in zip(plan, asked, strict=True)]
+        course = _Course(exercise, pristine, pristine, spec, plan, asked, kept)
+    else:
+        solution = read_course_notebook(exercise.solution_path)
+        course = _Course(exercise, pristine, solution, spec, plan, asked)
     for nb in (course.pristine, course.solution):  # the follow-through run takes cells from both
         check_dependencies(nb, exercise.name, course.spec.depends_on)
     return course
 
 
-def _start_grading(index: int, path: Path, course: _Course, session: _Session) -> _Grading:
-    """Read a submitted notebook and plan its runs."""
-    started = time.monotonic()
+def _grade_notebook(path: Path, course: _Course, session: _Session) -> NotebookResult:
+    """Grade one notebook: prepare it, run it and the reference under each variant, check the
+    runs, run it again with the solution's cells where a mistake would cost twice, and say."""
     prepared = prepare_submission(path, course.pristine)
-    name = course.exercise.name
-    config = session.config
-    if config.variants_file:
-        plan = load_variants(config.path(config.variants_file), name, session.device)
-    elif config.kit:
-        plan = [public_variant(course.pristine, name, session.device)]
-    else:
-        plan = variants(course.pristine, name, course.spec, session.device, session.hidden_seed)
-    return _Grading(index, path, course, prepared, plan, started)
-
-
-def _conclude(
-    grading: _Grading, session: _Session, report: Callable[[int, NotebookResult], None]
-) -> FollowThrough | None:
-    """Check a notebook whose runs are done: report it, or say which follow-through run it needs
-    first (only a notebook with a TO DO cell that lost points through another one does)."""
-    course = grading.course
-    if grading.follow_through is None:
-        runs = _in_order(grading, grading.runs)
-        grading.checks = run_checks(course.exercise.name, course.exercise.checks_path, runs)
-        grading.seconds = time.monotonic() - grading.started
-        edited = edited_todo_cells(grading.prepared.notebook, course.pristine)
-        follow_through = plan_follow_through(grading.checks, course.spec.depends_on, edited)
-        if follow_through is not None and not session.config.kit:
-            return follow_through
-    report(grading.index, _result(grading, session))
-    return None
-
-
-def _in_order(grading: _Grading, runs: dict[int, VariantRuns]) -> list[VariantRuns]:
-    return [runs[variant] for variant in range(len(grading.plan))]
-
-
-def _final_checks(grading: _Grading) -> list[CheckResult]:
-    """The verdicts, with follow-through credit where a follow-through run was made."""
-    if grading.follow_through is None:
-        return grading.checks
-    exercise = grading.course.exercise
-    substituted = run_checks(
-        exercise.name, exercise.checks_path, _in_order(grading, grading.substituted)
-    )
-    depends_on = grading.course.spec.depends_on
-    return credit_follow_through(grading.checks, grading.follow_through, substituted, depends_on)
-
-
-def _result(grading: _Grading, session: _Session) -> NotebookResult:
-    """The result of a notebook whose runs are all done and checked."""
-    course, prepared = grading.course, grading.prepared
-    runs = _in_order(grading, grading.runs)
+    exercise, spec, plan, asked = course.exercise, course.spec, course.plan, course.asked
+    own = [] if prepared.unreadable else _submit(session, prepared.notebook, plan, asked)
+    references = course.precomputed or [
+        _reference(session, course, v, q) for v, q in zip(plan, asked, strict=True)
+    ]
+    students = _students(prepared, plan, asked, own)
+    runs = [
+        VariantRuns(v.label, student, reference, v.hidden)
+        for v, student, reference in zip(plan, students, references, strict=True)
+    ]
+    checking = time.monotonic()
+    checks = run_checks(exercise.name, exercise.checks_path, runs)
+    # Its runs' time and its checks', not the time it waited for a kernel; a follow-through
+    # run's own time is not shown.
+    seconds = max((run.result().seconds for run in own), default=0.0)
+    seconds += time.monotonic() - checking
+    edited = edited_todo_cells(prepared.notebook, course.pristine)
+    follow_through = plan_follow_through(checks, spec.depends_on, edited)
+    if follow_through is not None and not session.config.kit:  # a kit has no solutions
+        nb = with_solution_cells(prepared.notebook, course.solution, follow_through.substituted)
+        again = _submit(session, nb, plan, asked, FOLLOW_THROUGH_PRIORITY)
+        substituted = [
+            replace(run, student=student)
+            for run, student in zip(runs, _students(prepared, plan, asked, again), strict=True)
+        ]
+        rechecked = run_checks(exercise.name, exercise.checks_path, substituted)
+        checks = credit_follow_through(checks, follow_through, rechecked, spec.depends_on)
     return NotebookResult(
-        notebook=course.exercise.name,
-        path=str(grading.path),
-        checks=tuple(_final_checks(grading)),
+        notebook=exercise.name,
+        path=str(path),
+        checks=tuple(checks),
         notices=prepared.notices,
-        seconds=grading.seconds,
+        seconds=seconds,
         device=session.device,
-        isolation=detect_isolation().description,
-        seeds=tuple(int(v.parameters.get("seed", 0)) for v in grading.plan),
+        isolation=_isolation(own),
+        seeds=tuple(int(v.parameters.get("seed", 0)) for v in plan),
         answers=() if prepared.unreadable else todo_answers(prepared.notebook),
-        figures=draw_figures(course.spec.figures, runs[0]),
+        figures=draw_figures(spec.figures, runs[0]),
     )
+
+
+def _submit(
+    session: _Session,
+    nb: NotebookNode,
+    plan: list[Variant],
+    asked: list[Questions],
+    priority: int = 0,
+) -> list[Future[ExecutedNotebook]]:
+    """The runs of `nb` under every variant, submitted together: they go on at once."""
+    return [
+        session.runner.submit(
+            RunRequest.of(with_parameters(nb, v.parameters), q.probes, session.limits, priority)
+        )
+        for v, q in zip(plan, asked, strict=True)
+    ]
+
+
+def _students(
+    prepared: PreparedNotebook,
+    plan: list[Variant],
+    asked: list[Questions],
+    runs: list[Future[ExecutedNotebook]],
+) -> list[RunData]:
+    """The student's runs decoded, once they are done (or, unread, what each says instead)."""
+    if prepared.unreadable:
+        return [_unrun(v, prepared.notebook, prepared.unreadable) for v in plan]
+    return [
+        collect_executed(v, run.result(), q) for v, run, q in zip(plan, runs, asked, strict=True)
+    ]
+
+
+def _reference(session: _Session, course: _Course, variant: Variant, asked: Questions) -> RunData:
+    """The reference's run under `variant`: cached, or run now ahead of the students' runs."""
+
+    def run(nb: NotebookNode, probes: list[str]) -> ExecutedNotebook:
+        request = RunRequest.of(nb, probes, session.limits, REFERENCE_PRIORITY)
+        return session.runner.submit(request).result()
+
+    request = ReferenceRequest(course.exercise, course.solution, variant, asked)
+    return reference_run(request, session.config.path(session.config.cache_dir), run)
+
+
+def _isolation(runs: list[Future[ExecutedNotebook]]) -> str:
+    """How the notebook's own runs were confined ("" when none was made)."""
+    return "; ".join(sorted({run.result().isolation for run in runs}))
 
 
 def todo_answers(nb: NotebookNode) -> tuple[Answer, ...]:
@@ -451,55 +415,6 @@ def todo_answers(nb: NotebookNode) -> tuple[Answer, ...]:
             source = clean_text(source)
             answers.append(Answer(gid, source))
     return tuple(answers)
-
-
-def _stage_runs(grading: _Grading, index: int, session: _Session, pool: KernelPool) -> VariantRuns:
-    """The runs of variant `index` that the notebook needs now: its own, or a follow-through one."""
-    variant = grading.plan[index]
-    if grading.follow_through is None:
-        return _variant_runs(grading, variant, session, pool)
-    course = grading.course
-    nb = with_solution_cells(
-        grading.prepared.notebook, course.solution, grading.follow_through.substituted
-    )
-    student = _student_run(nb, variant, questions(course.spec, variant), session, pool)
-    return VariantRuns(variant.label, student, grading.runs[index].reference, variant.hidden)
-
-
-def _variant_runs(
-    grading: _Grading, variant: Variant, session: _Session, pool: KernelPool
-) -> VariantRuns:
-    """The student's and the reference's runs under one variant, decoded."""
-    course, prepared = grading.course, grading.prepared
-    asked = questions(course.spec, variant)
-    config = session.config
-    if config.kit:  # first: a kit that does not fit is said at once, no kernel run for nothing
-        store = config.path(config.references_dir)
-        reference = load_reference(store, course.exercise.name, variant, asked)
-    else:
-        request = ReferenceRequest(course.exercise, course.solution, variant, asked)
-        cache_dir = config.path(config.cache_dir)
-        reference = reference_run(request, cache_dir, functools.partial(_record, session, pool))
-    if prepared.unreadable:
-        student = _unrun(variant, prepared.notebook, prepared.unreadable)
-    else:
-        student = _student_run(prepared.notebook, variant, asked, session, pool)
-    return VariantRuns(variant.label, student, reference, variant.hidden)
-
-
-def _record(
-    session: _Session, pool: KernelPool, nb: NotebookNode, probes: list[str]
-) -> dict[str, Any]:
-    return executed_record(run_notebook(nb, probes, session.limits, pool))
-
-
-def _student_run(
-    nb: NotebookNode, variant: Variant, asked: Questions, session: _Session, pool: KernelPool
-) -> RunData:
-    """A prepared notebook run under `variant` and asked the checks' questions, decoded."""
-    nb = with_parameters(nb, variant.parameters)
-    record = _record(session, pool, nb, asked.probes)
-    return collect_record(variant, record, asked)
 
 
 def execution_limits(config: Config, workers: int = 1) -> Limits:
@@ -521,7 +436,7 @@ def execution_limits(config: Config, workers: int = 1) -> Limits:
 def _unrun(variant: Variant, nb: NotebookNode, reason: str) -> RunData:
     """The run of a notebook that could not be read: every TO DO cell says why."""
     cells = {
-        gid: CellStatus("skipped", evalue=f"your notebook could not be read: {reason}")
+        gid: CellOutcome(gid, "skipped", evalue=f"your notebook could not be read: {reason}")
         for cell in nb.cells
         if is_todo(cell) and (gid := grade_id(cell))
     }

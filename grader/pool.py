@@ -66,8 +66,9 @@ class WarmKernel:
 class KernelPool:
     """Hands out fresh kernels, keeping `ahead` more launched and warming.
 
-    `ahead` may be changed between runs by the pool's owner: 0 when no further run will need
-    one of its kernels, so that none is launched for nothing.
+    `ahead` may be changed between runs by the pool's owner (`grader.runner.LocalRunner`, from
+    its queue): 0 when no further run will need one of its kernels, so that none is launched for
+    nothing.
     """
 
     def __init__(

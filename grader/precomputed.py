@@ -1,7 +1,7 @@
 """Precomputed reference results: reference records kept without the solutions that made them.
 
 A student kit (`grader release`) and an autograder bundle ship, instead of `solutions/`, the
-record (`references.executed_record`) of each exercise's reference run per variant and device.
+run (`runner.ExecutedNotebook.to_json`) of each exercise's reference run per variant and device.
 A record is filed under what a grader can work out without the solution: the exercise's name,
 the variant's parameters (the device among them), the probes (the checks module's questions
 under the variant's input seed) and the grader's version; the solution's text is not in the key
@@ -32,7 +32,8 @@ from typing import Any
 from grader.errors import CourseError, PrecomputedMismatchError
 from grader.extract import RunData
 from grader.prepare import Variant
-from grader.references import GRADER_VERSION, Questions, collect_record, is_record
+from grader.references import GRADER_VERSION, Questions, collect_executed
+from grader.runner import ExecutedNotebook
 
 ENTRY_SUFFIX = ".json"
 
@@ -61,15 +62,15 @@ def store_key(exercise: str, variant: Variant, asked: Questions) -> StoreKey:
 
 
 def save_reference(
-    store: Path, exercise: str, variant: Variant, asked: Questions, record: dict[str, Any]
+    store: Path, exercise: str, variant: Variant, asked: Questions, executed: ExecutedNotebook
 ) -> Path:
-    """File the reference `record` of `exercise` under `variant` in `store`; the file written.
+    """File the reference run `executed` of `exercise` under `variant` in `store`; the file written.
 
     The entry also says which variant it is (`hidden`), so that a release can refuse to ship a
     hidden one.
     """
     key = store_key(exercise, variant, asked)
-    entry = {"key": _key_fields(key), "hidden": variant.hidden, "record": record}
+    entry = {"key": _key_fields(key), "hidden": variant.hidden, "record": executed.to_json()}
     path = store / exercise / f"{key.digest()}{ENTRY_SUFFIX}"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(entry, sort_keys=True, indent=1) + "\n", encoding="utf-8")
@@ -87,7 +88,7 @@ def load_reference(store: Path, exercise: str, variant: Variant, asked: Question
     if entry is None or entry["key"] != json.loads(json.dumps(_key_fields(key))):
         raise PrecomputedMismatchError(_why_missing(store, key))
     try:
-        return collect_record(variant, entry["record"], asked)
+        return collect_executed(variant, ExecutedNotebook.from_json(entry["record"]), asked)
     except (KeyError, TypeError, ValueError) as error:
         raise PrecomputedMismatchError(
             f"{store / exercise}: a reference result cannot be read ({error!r}); "
@@ -126,10 +127,18 @@ def _read_entry(path: Path) -> dict[str, Any] | None:
         not isinstance(entry, dict)
         or not isinstance(entry.get("key"), dict)
         or set(entry["key"]) != fields
-        or not is_record(entry.get("record"))
+        or not _is_run(entry.get("record"))
     ):
         return None
     return entry
+
+
+def _is_run(record: object) -> bool:
+    try:
+        ExecutedNotebook.from_json(record)
+    except ValueError:
+        return False
+    return True
 
 
 def _why_missing(store: Path, key: StoreKey) -> str:

@@ -1,9 +1,10 @@
-"""Reference runs: the solution notebook run under a variant, cached, and what the checks need
-from any run (`executed_record`, `collect_record`).
+"""Reference runs: the solution notebook run under a variant, cached, and what the checks read
+of any run (`collect_executed`).
 
 A reference run is the course's, never the student's: one that fails is a
-`ReferenceFailedError`, and only a good run is cached. How a notebook is run is the caller's
-(`RunRecord`), so the same cache serves every way of running notebooks.
+`ReferenceFailedError`, and only a good run is cached, as `ExecutedNotebook.to_json` writes it.
+How a notebook is run is the caller's (`RunNotebook`, e.g. through a `grader.runner.Runner`), so
+the same cache serves every way of running notebooks.
 """
 
 from __future__ import annotations
@@ -24,9 +25,7 @@ from nbformat import NotebookNode
 from grader.check import describe_cell_failure
 from grader.course import CheckSpec, Exercise
 from grader.errors import ReferenceFailedError
-from grader.execute import ExecutedNotebook
 from grader.extract import (
-    CellStatus,
     RunData,
     call_request,
     collect_run,
@@ -34,13 +33,14 @@ from grader.extract import (
     values_request,
 )
 from grader.prepare import Variant, with_parameters
+from grader.runner import ExecutedNotebook
 
 GRADER_VERSION = version("autodiff-grader")
 MAX_PROBLEM_CHARS = 300  # of a failed reference's error, in the one-line course error
 _LOCKS: dict[str, threading.Lock] = {}
 
-RunRecord = Callable[[NotebookNode, list[str]], dict[str, Any]]
-"""Runs a notebook (already given its variant's parameters) with the probes; its record."""
+RunNotebook = Callable[[NotebookNode, list[str]], ExecutedNotebook]
+"""Runs a notebook (already given its variant's parameters) with the probes."""
 
 
 @dataclass(frozen=True)
@@ -74,50 +74,43 @@ class ReferenceRequest:
     questions: Questions
 
 
-def executed_record(executed: ExecutedNotebook) -> dict[str, Any]:
-    """The JSON-ready part of a run that the checks need (and the reference cache keeps)."""
-    return {
-        "cells": {c.grade_id: [c.status, c.ename, c.evalue] for c in executed.cells},
-        "payloads": [[p.payload, p.failure] for p in executed.probes],
-    }
-
-
-def collect_record(variant: Variant, record: dict[str, Any], questions: Questions) -> RunData:
-    """A run's record decoded into what the checks read."""
-    cells = {gid: CellStatus(*fields) for gid, fields in record["cells"].items()}
-    payloads = [(text, failure) for text, failure in record["payloads"]]
+def collect_executed(variant: Variant, executed: ExecutedNotebook, questions: Questions) -> RunData:
+    """A run decoded into what the checks read."""
+    cells = {cell.grade_id: cell for cell in executed.cells}
+    payloads = [(probe.payload, probe.failure) for probe in executed.probes]
     values = list(questions.spec.values)
     return collect_run(dict(variant.parameters), cells, payloads, values, questions.calls)
 
 
-def reference_run(request: ReferenceRequest, cache_dir: Path, run: RunRecord) -> RunData:
+def reference_run(request: ReferenceRequest, cache_dir: Path, run: RunNotebook) -> RunData:
     """The reference solution's run under the request's variant, from the cache or run now.
 
     Only a good run is cached: one in which every cell ran and every value and call came back.
     A reference that fails is the course's fault, never the student's: ReferenceFailedError.
     """
-    record = reference_record(request, cache_dir, run)
-    return collect_record(request.variant, record, request.questions)
+    executed = reference_executed(request, cache_dir, run)
+    return collect_executed(request.variant, executed, request.questions)
 
 
-def reference_record(request: ReferenceRequest, cache_dir: Path, run: RunRecord) -> dict[str, Any]:
-    """The record of the reference run `reference_run` decodes (what `grader.precomputed`
-    stores)."""
+def reference_executed(
+    request: ReferenceRequest, cache_dir: Path, run: RunNotebook
+) -> ExecutedNotebook:
+    """The run `reference_run` decodes (what `grader.precomputed` stores)."""
     variant, asked = request.variant, request.questions
     cache = _cache_file(request, cache_dir)
     with _LOCKS.setdefault(cache.stem, threading.Lock()):  # one computes, others wait
-        record = _cached_record(cache)
-        if record is not None and not reference_failure(collect_record(variant, record, asked)):
-            return record  # (a bad one is from before bad runs were refused: run again)
-        record = run(with_parameters(request.solution, variant.parameters), asked.probes)
-        problem = reference_failure(collect_record(variant, record, asked))
+        cached = _cached_run(cache)
+        if cached is not None and not reference_failure(collect_executed(variant, cached, asked)):
+            return cached  # (a bad one is from before bad runs were refused: run again)
+        executed = run(with_parameters(request.solution, variant.parameters), asked.probes)
+        problem = reference_failure(collect_executed(variant, executed, asked))
         if problem:
             raise ReferenceFailedError(request.exercise.solution_path, variant.label, problem)
         cache.parent.mkdir(parents=True, exist_ok=True)
         partial = cache.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        partial.write_text(json.dumps(record), encoding="utf-8")
+        partial.write_text(json.dumps(executed.to_json()), encoding="utf-8")
         partial.replace(cache)
-    return record
+    return executed
 
 
 def _cache_file(request: ReferenceRequest, cache_dir: Path) -> Path:
@@ -137,18 +130,13 @@ def _cache_file(request: ReferenceRequest, cache_dir: Path) -> Path:
     return cache_dir / "references" / f"{key}.json"
 
 
-def _cached_record(cache: Path) -> dict[str, Any] | None:
-    """The cached record, or None when there is none or it cannot be read (it is run again)."""
+def _cached_run(cache: Path) -> ExecutedNotebook | None:
+    """The cached run, or None when there is none or it cannot be read (it is run again: a
+    file of an older format too)."""
     try:
-        record = json.loads(cache.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return ExecutedNotebook.from_json(json.loads(cache.read_text(encoding="utf-8")))
+    except (OSError, ValueError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return None
-    return record if is_record(record) else None
-
-
-def is_record(record: object) -> bool:
-    """Whether `record` has the shape `executed_record` gives (checked before decoding it)."""
-    return isinstance(record, dict) and set(record) == {"cells", "payloads"}
 
 
 def reference_failure(reference: RunData) -> str:

@@ -18,7 +18,7 @@ import hashlib
 import os
 import shutil
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import distributions, version
 from pathlib import Path
@@ -40,10 +40,11 @@ from grader.prepare import public_variant
 from grader.references import (
     GRADER_VERSION,
     ReferenceRequest,
-    executed_record,
+    RunNotebook,
     questions,
-    reference_record,
+    reference_executed,
 )
+from grader.runner import ExecutedNotebook
 
 DISTRIBUTION = "autodiff-grader"
 KIT_COURSE = "course"  # the kit's own folder of pristine exercises, checks and references
@@ -158,8 +159,8 @@ def _write_references(
     cache_dir = config.path(config.cache_dir)
     with start_zygote() as zygote, KernelPool(limits.resources, zygote=zygote) as pool:
 
-        def run(nb: NotebookNode, probes: list[str]) -> dict[str, Any]:
-            return executed_record(run_notebook(nb, probes, limits, pool))
+        def run(nb: NotebookNode, probes: list[str]) -> ExecutedNotebook:
+            return run_notebook(nb, probes, limits, pool)
 
         for device in devices:
             for exercise in exercises.values():
@@ -170,15 +171,17 @@ def _store_public_reference(
     exercise: Exercise,
     device: str,
     cache_dir: Path,
-    run: Callable[[NotebookNode, list[str]], dict[str, Any]],
+    run: RunNotebook,
     store: Path,
 ) -> None:
     pristine = read_course_notebook(exercise.exercise_path)
     variant = public_variant(pristine, exercise.name, device)
     asked = questions(load_check_spec(exercise), variant)
     solution = read_course_notebook(exercise.solution_path)
-    record = reference_record(ReferenceRequest(exercise, solution, variant, asked), cache_dir, run)
-    save_reference(store, exercise.name, variant, asked, record)
+    request = ReferenceRequest(exercise, solution, variant, asked)
+    save_reference(
+        store, exercise.name, variant, asked, reference_executed(request, cache_dir, run)
+    )
 
 
 def write_wheel(folder: Path) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from grader.check import VariantRuns, describe_cell_failure, run_checks
-from grader.extract import CellStatus, RunData
+from grader.extract import CellOutcome, RunData
 from grader.results import FAILED, PASSED
 
 CHECKS = """
@@ -92,7 +92,7 @@ def test_plugins_installed_beside_the_grader_are_not_loaded(
     assert "sabotage_plugin" not in sys.modules
 
 
-def hidden_run(answer: int, cell: CellStatus | None = None) -> RunData:
+def hidden_run(answer: int, cell: CellOutcome | None = None) -> RunData:
     cells = {} if cell is None else {"answer": cell}
     return dataclasses.replace(run(answer), parameters={"seed": 918273645}, cells=cells)
 
@@ -102,17 +102,26 @@ def hidden_run(answer: int, cell: CellStatus | None = None) -> RunData:
 HIDDEN_OUTCOMES = {
     "wrong value": (hidden_run(31415), "its result is wrong there"),
     "error carrying a value": (
-        hidden_run(0, CellStatus("error", "ValueError", "w_true is 31415")),
+        hidden_run(0, CellOutcome("answer", "error", "ValueError", "w_true is 31415")),
         "its cell raised an error there",
     ),
     "error named after a value": (
-        hidden_run(0, CellStatus("error", "Leak31415", "")),
+        hidden_run(0, CellOutcome("answer", "error", "Leak31415", "")),
         "its cell raised an error there",
     ),
-    "timeout": (hidden_run(0, CellStatus("timeout", evalue="31415 s")), "did not finish in time"),
-    "memory": (hidden_run(0, CellStatus("memory")), "used more memory than allowed there"),
-    "crashed": (hidden_run(0, CellStatus("died")), "its cell crashed the kernel there"),
-    "not run": (hidden_run(0, CellStatus("skipped", evalue="31415")), "was not run there"),
+    "timeout": (
+        hidden_run(0, CellOutcome("answer", "timeout", evalue="31415 s")),
+        "did not finish in time",
+    ),
+    "memory": (
+        hidden_run(0, CellOutcome("answer", "memory")),
+        "used more memory than allowed there",
+    ),
+    "crashed": (hidden_run(0, CellOutcome("answer", "died")), "its cell crashed the kernel there"),
+    "not run": (
+        hidden_run(0, CellOutcome("answer", "skipped", evalue="31415")),
+        "was not run there",
+    ),
 }
 
 

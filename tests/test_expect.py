@@ -25,7 +25,7 @@ from grader.expect import (
     module_state,
     name_factor,
 )
-from grader.extract import CaseResult, CellStatus, ModuleState, RunData, Unsupported
+from grader.extract import CaseResult, CellOutcome, ModuleState, RunData, Unsupported
 from grader.replay import FROZEN, PILING_UP, descent_mistakes, linear_descent, seeded_linear
 
 
@@ -223,7 +223,14 @@ def test_module_state_checks_the_architecture() -> None:
 
 
 def run_with_cases(*cases: CaseResult) -> NotebookRun:
-    data = RunData({}, {}, {}, {"f_prime": list(cases)}, {}, {"tanh_derivative": CellStatus("ok")})
+    data = RunData(
+        {},
+        {},
+        {},
+        {"f_prime": list(cases)},
+        {},
+        {"tanh_derivative": CellOutcome("tanh_derivative", "ok")},
+    )
     return NotebookRun(data, "tanh_derivative", "student")
 
 

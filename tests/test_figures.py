@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from grader.check import VariantRuns
-from grader.extract import CellStatus, RunData
+from grader.extract import CellOutcome, RunData
 from grader.figures import (
     MAX_POINTS,
     agreement,
@@ -72,6 +72,8 @@ def test_a_figure_is_drawn_or_says_why_not() -> None:
     assert [s.y for s in drawn.series] == [(3.0, 2.0), (3.0, 1.5)]
     assert drawn.log_y and drawn.missing == ""
     assert ragged.series == () and "1 x values for 2 y values" in ragged.missing
-    failed = run({}, cells={"training": CellStatus("error", "ValueError", "bad shape")})
+    failed = run(
+        {}, cells={"training": CellOutcome("training", "error", "ValueError", "bad shape")}
+    )
     (missing, _) = draw_figures(specs, VariantRuns("own", failed, run({"losses": [1.0]})))
     assert missing.missing == "cell `training` raised ValueError: bad shape"

@@ -299,23 +299,24 @@ MSE_SUMS = ("mse_cost", "** 2).mean()", "** 2).sum()")
 NO_ZERO_GRAD = ("training_loop", "optimizer.zero_grad()", "pass")
 GD_TOO_SHORT = ("gd_loop", "for epoch in range(n_epochs):", "for epoch in range(50):")
 
-# notebook, edits, the checks lost, the cells kept by follow-through, the follow-through runs
+# notebook, edits, the checks lost, the cells kept by follow-through, the follow-through
+# notebooks built (each is run under every variant)
 SCENARIOS: dict[str, tuple[str, list[tuple[str, str, str]], set[str], set[str], int]] = {
     "wrong_gradient_right_loops": (
         "02_linear_regression_numpy", [WRONG_GRADIENT],
-        {"manual_gradient::gradient_matches_autograd"}, {"sgd_loop", "gd_loop"}, 2,
+        {"manual_gradient::gradient_matches_autograd"}, {"sgd_loop", "gd_loop"}, 1,
     ),
     "gradient_not_done_right_loops": (
         "02_linear_regression_numpy", [GRADIENT_NOT_DONE],
         {"manual_gradient::gradient_returns_two_arrays",
-         "manual_gradient::gradient_matches_autograd"}, {"sgd_loop", "gd_loop"}, 2,
+         "manual_gradient::gradient_matches_autograd"}, {"sgd_loop", "gd_loop"}, 1,
     ),
     "wrong_gradient_and_wrong_sgd_loop": (
         "02_linear_regression_numpy", [WRONG_GRADIENT, SGD_REVERSED],
         # every sgd check reads `sgd_losses`, which must follow the reference's
         {"manual_gradient::gradient_matches_autograd", "sgd_loop::sgd_matches_reference",
          "sgd_loop::sgd_losses", "sgd_loop::sgd_recovers_true_weights_and_agrees_with_gd"},
-        {"gd_loop"}, 2,
+        {"gd_loop"}, 1,
     ),
     "right_gradient_wrong_gd_loop": (
         "02_linear_regression_numpy", [GD_TOO_SHORT],
@@ -323,14 +324,14 @@ SCENARIOS: dict[str, tuple[str, list[tuple[str, str, str]], set[str], set[str], 
     ),
     "mse_sums_right_training": (
         "03_linear_regression_module", [MSE_SUMS],
-        {"mse_cost::mse_cost_matches_the_definition"}, {"training_loop"}, 2,
+        {"mse_cost::mse_cost_matches_the_definition"}, {"training_loop"}, 1,
     ),
     "mse_sums_and_training_without_zero_grad": (
         "03_linear_regression_module", [MSE_SUMS, NO_ZERO_GRAD],
         # both training checks read `costs`, which must follow the reference's
         {"mse_cost::mse_cost_matches_the_definition",
          "training_loop::training_matches_reference", "training_loop::training_lowers_the_cost"},
-        set(), 2,
+        set(), 1,
     ),
 }  # fmt: skip
 
@@ -416,7 +417,7 @@ def test_nothing_of_the_follow_through_run_reaches_the_student(
     sgd.source = sgd.source.replace("b_sgd = b.copy()", "b_sgd = b.copy()" + LEAKING_SGD)
     gd.source = gd.source.replace("b_gd = b.copy()", "b_gd = b.copy()" + LEAKING_GD)
     result = grade_one(course, nb, tmp_path, "02_linear_regression_numpy")
-    assert follow_through_runs == [("manual_gradient",)] * 2
+    assert follow_through_runs == [("manual_gradient",)]  # one notebook, run under each variant
     lost = {check_id(c).split("::", 1)[1] for c in result.checks if not c.passed}
     assert {"sgd_loop::sgd_matches_reference", "gd_loop::gd_matches_reference"} <= lost
     shown = json.dumps([dataclasses.asdict(result) | {"answers": []}], ensure_ascii=False)
@@ -493,27 +494,38 @@ def test_ctrl_c_during_a_follow_through_run_reports_that_notebook_with_its_credi
 ) -> None:
     wrong = write(_mini_notebook("def half(x):\n    return x / 3"), tmp_path, "01_dep")
     right = write(_mini_notebook(), tmp_path, "02_dep")
+    later = [write(_mini_notebook(), tmp_path / f"later{i}", "02_dep") for i in range(4)]
     stopped = threading.Event()
-    original_stop = grader.grading._Schedule.stop
+    original_stop = grader.grading._stop_starting
 
-    def stop(schedule: Any) -> None:
-        original_stop(schedule)
+    def stop(notebooks: Any, event: threading.Event) -> None:
+        original_stop(notebooks, event)
         stopped.set()
 
     def ctrl_c() -> None:
         # What Ctrl-C does: SIGINT to the process, which Python turns into KeyboardInterrupt in
-        # the main thread; the worker, on the follow-through run, goes on once the main thread
-        # has stopped the schedule (on a loaded machine that can take a while).
+        # the main thread; the notebook's thread, on the follow-through run, goes on once the
+        # main thread has stopped starting notebooks (on a loaded machine that can take a while).
         os.kill(os.getpid(), signal.SIGINT)
         assert stopped.wait(timeout=60)
 
-    monkeypatch.setattr(grader.grading._Schedule, "stop", stop)
+    started_after_stop: list[bool] = []
+    original_grade = grader.grading._grade_notebook
+
+    def grade(path: Path, *args: Any) -> NotebookResult:
+        started_after_stop.append(stopped.is_set())
+        return original_grade(path, *args)
+
+    monkeypatch.setattr(grader.grading, "_stop_starting", stop)
+    monkeypatch.setattr(grader.grading, "_grade_notebook", grade)
     _on_follow_through(monkeypatch, ctrl_c)
     reported: list[NotebookResult] = []
+    notebooks = [wrong, right, *later]
     with pytest.raises(KeyboardInterrupt):
-        check_notebooks([wrong, right], dependent_course, workers=1, on_result=reported.append)
-    (result,) = reported  # in progress, so finished; the next notebook was not started
-    assert result.notebook == "01_dep"
+        check_notebooks(notebooks, dependent_course, workers=1, on_result=reported.append)
+    # The notebooks in progress finished and were reported; none was started after Ctrl-C.
+    assert not any(started_after_stop) and len(reported) == len(started_after_stop) < len(notebooks)
+    (result,) = [r for r in reported if r.path == str(wrong)]
     assert [(c.grade_id, c.passed) for c in result.checks] == [("first", False), ("second", True)]
     assert "full points by follow-through" in result.checks[1].message
 

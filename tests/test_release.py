@@ -25,18 +25,22 @@ from grader.cli import KIT_NOTE, main
 from grader.config import Config, load_config
 from grader.course import CheckSpec
 from grader.errors import CourseError, GraderError, PrecomputedMismatchError
+from grader.extract import CellOutcome
 from grader.precomputed import load_reference, save_reference, stored_keys
 from grader.prepare import Variant
-from grader.references import Questions, collect_record, questions
+from grader.references import Questions, collect_executed, questions
 from grader.release import KIT_COURSE, Kit, release
+from grader.runner import ExecutedNotebook, ProbeOutcome
 from tests.conftest import ROOT, mini_solution, write
 
 SPEC = CheckSpec(values=("answer",), calls=None, hidden_parameters=None)
 PUBLIC = Variant("the notebook's own data", {"seed": 0, "device": "cpu", "scale": 2.0}, 7)
-RECORD: dict[str, Any] = {
-    "cells": {"first": ["ok", "", ""]},
-    "payloads": [['{"answer": {"type": "float", "value": 42.0}}', ""]],
-}
+RECORD = ExecutedNotebook(
+    (CellOutcome("first", "ok"),),
+    (ProbeOutcome('{"answer": {"type": "float", "value": 42.0}}'),),
+    1.0,
+    "bubblewrap",
+)
 
 
 def _asked(variant: Variant = PUBLIC) -> Questions:
@@ -46,7 +50,7 @@ def _asked(variant: Variant = PUBLIC) -> Questions:
 def test_a_stored_record_is_found_by_what_a_kit_can_compute(tmp_path: Path) -> None:
     save_reference(tmp_path, "01_mini", PUBLIC, _asked(), RECORD)
     found = load_reference(tmp_path, "01_mini", PUBLIC, _asked())
-    assert found == collect_record(PUBLIC, RECORD, _asked())
+    assert found == collect_executed(PUBLIC, RECORD, _asked())
     assert stored_keys(tmp_path, "01_mini")[0][0].device == "cpu"
 
 
@@ -93,7 +97,7 @@ def test_a_record_that_does_not_fit_is_an_error_saying_what_to_do(
 
 def test_an_unreadable_entry_is_not_a_match(tmp_path: Path) -> None:
     path = save_reference(tmp_path, "01_mini", PUBLIC, _asked(), RECORD)
-    path.write_text(json.dumps({"key": {}, "record": RECORD}), encoding="utf-8")
+    path.write_text(json.dumps({"key": {}, "record": RECORD.to_json()}), encoding="utf-8")
     with pytest.raises(PrecomputedMismatchError, match="have none for 01_mini"):
         load_reference(tmp_path, "01_mini", PUBLIC, _asked())
 
