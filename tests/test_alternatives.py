@@ -22,6 +22,7 @@ from grader.execute import Limits
 from grader.grading import check_notebooks
 from grader.notebook import todo_ids
 from grader.report import check_id
+from grader.runner import LocalRunner
 from tests.conftest import NOTEBOOKS, cell_of, run_notebooks, solution, write
 
 pytestmark = pytest.mark.slow
@@ -649,9 +650,7 @@ def no_new_figure_after_a_3d_plot() -> NotebookNode:
 
 
 @pytest.fixture(scope="module")
-def lost(
-    course: Config, zygote: Zygote | None, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, dict[str, str]]:
+def lost(course: Config, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]:
     """Every variant of every notebook, and the notebook of the last test, graded in one batch:
     the checks each folder lost, `check` -> message."""
     folder = tmp_path_factory.mktemp("alternatives")
@@ -663,7 +662,8 @@ def lost(
     paths.append(
         write(no_new_figure_after_a_3d_plot(), folder / NO_NEW_FIGURE, "02_linear_regression_numpy")
     )
-    results = check_notebooks(paths, course, zygote=zygote)
+    with LocalRunner() as runner:  # a zygote of its own: the runner owns the one it forks from
+        results = check_notebooks(paths, course, runner=runner)
     assert len(results) == len(paths) and not any(result.error for result in results)
     return {
         Path(result.path).parent.name: {
