@@ -117,26 +117,36 @@ def _key_fields(key: StoreKey) -> dict[str, Any]:
 
 
 def _read_entry(path: Path) -> dict[str, Any] | None:
-    """An entry of the store, or None when it is missing or not an entry's shape."""
+    """An entry of the store, or None when it is missing or not an entry's shape.
+
+    A kit's entries are files its holder can edit: every field is checked for its type here, so
+    that an edited one is "no record fits", never a grader error further on.
+    """
     try:
         entry = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: nesting too deep
         return None
-    fields = set(_key_fields(StoreKey("", {}, "", "")))
-    if (
-        not isinstance(entry, dict)
-        or not isinstance(entry.get("key"), dict)
-        or set(entry["key"]) != fields
-        or not _is_run(entry.get("record"))
-    ):
+    if not isinstance(entry, dict) or not _is_key(entry.get("key")):
+        return None
+    if not isinstance(entry.get("hidden"), bool) or not _is_run(entry.get("record")):
         return None
     return entry
+
+
+def _is_key(key: object) -> bool:
+    """Whether `key` holds a `StoreKey`'s fields, each of its type."""
+    fields = _key_fields(StoreKey("", {}, "", ""))
+    return (
+        isinstance(key, dict)
+        and set(key) == set(fields)
+        and all(isinstance(key[name], type(value)) for name, value in fields.items())
+    )
 
 
 def _is_run(record: object) -> bool:
     try:
         ExecutedNotebook.from_json(record)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: `seconds` an integer no float holds
         return False
     return True
 
