@@ -32,12 +32,15 @@ PLACES = [
     ("hidden",),
     ("record",),
     ("record", "cells"),
-    ("record", "cells", "first"),
-    ("record", "cells", "first", 1),
-    ("record", "payloads"),
-    ("record", "payloads", 0),
-    ("record", "payloads", 0, 0),
-    ("record", "payloads", 0, 1),
+    ("record", "cells", 0),
+    ("record", "cells", 0, "status"),
+    ("record", "cells", 0, "ename"),
+    ("record", "probes"),
+    ("record", "probes", 0),
+    ("record", "probes", 0, "payload"),
+    ("record", "probes", 0, "failure"),
+    ("record", "seconds"),
+    ("record", "isolation"),
 ]
 
 
@@ -87,7 +90,8 @@ def test_a_reference_file_that_is_no_entry_is_refused_in_one_line(text: str) -> 
 
 @pytest.mark.parametrize(
     ("place", "value"),
-    [(("record", "cells"), [1]), (("record", "cells", "first", 1), ["x"]), (("hidden",), None)],
+    [(("record", "seconds"), 10**400), (("hidden",), None), (("key", "device"), ["cpu"])],
+    ids=["seconds-no-float-holds", "hidden-missing", "device-a-list"],
 )
 def test_edits_that_broke_the_decoder_are_refused(
     place: tuple[str | int, ...], value: object
