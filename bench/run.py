@@ -5,6 +5,8 @@
                                   [--memory] [--with-nbconvert] [--with-nbgrader]
     .venv/bin/python bench/run.py --follow-through K [--submissions N] [--repeats R]
                                   [--baseline DIR] [--workers W]
+    .venv/bin/python bench/run.py --cluster local2|tcp://HOST:PORT [--submissions N]
+                                  [--notebooks ...] [--repeats R] [--workers W]
 
 Builds N submissions (default 6) of the course's notebooks (default: all five) from the
 solutions, computes the references once, then measures, in one run:
@@ -38,11 +40,17 @@ With `--follow-through K`, it measures follow-through credit instead: N submissi
 by a factor of 2, the loops right) in K of them ("wrong": K notebooks need a follow-through run
 per variant). Both classes are graded R times, interleaved, each into a fresh gradebook (and by
 the baseline too, with `--baseline`), so that the normal path can be compared.
+
+With `--cluster`, it measures the Dask runner instead: the class graded R times here (W workers)
+and on a Dask cluster (`grade --cluster`), interleaved, each into a fresh gradebook, and the
+ratio of the medians (target <= 1.15). `local2` (`localN`) starts a scheduler and N one-thread
+worker processes on this machine (`distributed.LocalCluster`); an address uses that cluster.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import multiprocessing
 import os
@@ -387,6 +395,38 @@ def warm_references(student: Path, env: dict[str, str]) -> None:
     )
 
 
+def cluster_cost(work: Path, args: argparse.Namespace, env: dict[str, str]) -> None:
+    """`grade` of the class here and on a Dask cluster, interleaved (see the module doc)."""
+    from distributed import LocalCluster
+
+    notebooks = args.notebooks.split(",")
+    students = build_class(work / "class", notebooks, args.submissions)
+    warm_references(students[0], env)
+    with contextlib.ExitStack() as stack:
+        address = args.cluster
+        if address.startswith("local"):
+            workers = int(address.removeprefix("local") or 2)
+            dask = LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None)
+            address = stack.enter_context(dask).scheduler_address
+        print(
+            f"cluster: {args.submissions} submissions x {len(notebooks)} notebooks, here with "
+            f"{args.workers} workers against {args.cluster} ({address}), {args.repeats} rounds"
+        )
+        times: dict[str, list[float]] = {"local": [], "dask": []}
+        for round_ in range(args.repeats):
+            for runner in rotated(list(times), round_):
+                gradebook = work / f"{runner}-{round_}.db"
+                command = grade_command(work / "class", gradebook, args.workers)
+                if runner == "dask":  # in place of `--workers W`
+                    command = [*command[:-2], "--cluster", address]
+                times[runner].append(run_timed(command, env))
+                print(f"  round {round_}: {runner:5} {times[runner][-1]:6.1f} s  "
+                      f"{class_score(gradebook)}")  # fmt: skip
+    local, dask_ = statistics.median(times["local"]), statistics.median(times["dask"])
+    print(f"median: local {local:.1f} s, dask {dask_:.1f} s")
+    print(f"ratio dask / local: {dask_ / local:.2f}  (target <= 1.15)")
+
+
 def course_cost(work: Path, args: argparse.Namespace, env: dict[str, str]) -> None:
     """`grade` of the class against the compute floor, interleaved, then the single checks and
     the commands' start-up (see the module doc)."""
@@ -583,11 +623,19 @@ def main() -> None:
         metavar="K",
         help="time follow-through credit instead: K submissions with a wrong gradient",
     )
+    parser.add_argument(
+        "--cluster",
+        default=None,
+        metavar="local2|ADDRESS",
+        help="time the Dask runner instead, against the local one (see the module doc)",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="grader-bench-"))
     env = {**os.environ, "MPLBACKEND": "agg"}
     try:
-        if args.follow_through is not None:
+        if args.cluster is not None:
+            cluster_cost(work, args, env)
+        elif args.follow_through is not None:
             follow_through_cost(work, args, env)
         else:
             course_cost(work, args, env)

@@ -27,11 +27,12 @@ from grader.config import (
     load_config,
     without_course,
 )
-from grader.errors import CourseNotFoundError, GraderError
+from grader.errors import ClusterError, ConfigError, CourseNotFoundError, GraderError
 from grader.results import NotebookResult
 from grader.untrusted import clean_line, clean_message
 
 if TYPE_CHECKING:
+    from grader.runner import Runner
     from grader.submissions import Submission
 
 EXIT_PASSED, EXIT_LOST_POINTS, EXIT_GRADER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -112,6 +113,7 @@ def _course_config(args: argparse.Namespace) -> Config:
         device=getattr(args, "device", None),
         cell_timeout=getattr(args, "cell_timeout", None),
         notebook_timeout=getattr(args, "notebook_timeout", None),
+        cluster=getattr(args, "cluster", None),
     )
 
 
@@ -231,6 +233,12 @@ def _execution_options(command: argparse.ArgumentParser) -> None:
     )
     command.add_argument("--cell-timeout", type=float, default=None, help="seconds per cell")
     command.add_argument("--notebook-timeout", type=float, default=None, help="seconds per run")
+    command.add_argument(
+        "--cluster",
+        default=None,
+        metavar="ADDRESS",
+        help="run the notebooks on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786)",
+    )
 
 
 def _database_option(command: argparse.ArgumentParser) -> None:
@@ -242,13 +250,11 @@ def _database_option(command: argparse.ArgumentParser) -> None:
 
 
 def _check(args: argparse.Namespace, config: Config) -> int:
-    from grader.runner import LocalRunner
-
     started = time.monotonic()
     workers = _workers(args)
     if not config.kit:  # a kit grades the public variant only: it has no secret, nor needs one
         config = _secured(config)
-    with LocalRunner(workers) as runner:  # first: its zygote's imports overlap the grader's own
+    with _runner(config, workers) as runner:  # first: its zygote's imports overlap the rest
         from grader.export import write_atomically, write_json_atomically
         from grader.grading import check_notebooks
         from grader.report import gradescope_results, junit_xml, render_text
@@ -277,16 +283,41 @@ def _workers(args: argparse.Namespace) -> int | None:
     return workers
 
 
-def _grade(args: argparse.Namespace, config: Config) -> int:
+def _runner(config: Config, workers: int | None) -> Runner:
+    """Where the runs go: the Dask cluster of `--cluster` (`cluster` in [tool.grader]), else
+    this machine."""
     from grader.runner import LocalRunner
 
+    if not config.cluster:
+        return LocalRunner(workers)
+    if workers is not None:
+        raise ConfigError(
+            "--workers is for grading on this machine; on a cluster each worker runs as many "
+            "notebooks at once as its `dask worker --nthreads`"
+        )
+    try:
+        from grader.cluster import DaskRunner
+    except ModuleNotFoundError as error:
+        if error.name not in ("distributed", "dask"):
+            raise
+        raise ClusterError(
+            "--cluster needs Dask's distributed here: pip install 'autodiff-grader[cluster]'"
+        ) from None
+    return DaskRunner(config.cluster)
+
+
+def _grade(args: argparse.Namespace, config: Config) -> int:
     workers = _workers(args)
     if config.kit:
         raise GraderError(f"{config.root} is a student kit: grade a class from the course's folder")
     config = _secured(config)
     with _progress_display(sys.stderr) as progress:  # first: it shows the warm-up too
-        progress.stage("warming up: the kernel zygote is importing torch")
-        with LocalRunner(workers) as runner:  # first: its zygote's imports overlap the rest
+        progress.stage(
+            f"warming up: connecting to the Dask cluster at {config.cluster}"
+            if config.cluster
+            else "warming up: the kernel zygote is importing torch"
+        )
+        with _runner(config, workers) as runner:  # first: its zygote's imports overlap the rest
             from grader.batch import grade_class
             from grader.gradebook import Gradebook
 

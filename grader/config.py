@@ -63,6 +63,9 @@ class Config:
     """Processes and threads one kernel may run at once (where cgroups are available)."""
     output_limit_kb: int = 1024
     """Output kept per cell; the rest is dropped with a note."""
+    cluster: str = ""
+    """Address of a Dask scheduler (`tcp://host:8786`) whose workers run the notebooks ("": this
+    machine runs them)."""
     templates_dir: str = ""
     """Jinja2 templates that replace the feedback pages' own of the same name ("": none)."""
     hidden_seed: int | None = None

@@ -104,3 +104,7 @@ class PrecomputedMismatchError(CourseError):
 class ManualGradingError(GraderError):
     """A manual-grading command names a student, notebook or check the class does not have, or
     gives a score out of range."""
+
+
+class ClusterError(GraderError):
+    """The Dask cluster given with `--cluster` cannot be reached or cannot run the grader."""
