@@ -236,3 +236,13 @@ def test_a_cluster_that_cannot_be_reached_is_one_line_and_exit_2(
 )
 def test_workers_without_this_grader_are_named(answers: dict[str, object], problem: str) -> None:
     assert cluster.software_problem("autodiff-grader", "0.1.0", answers) == problem
+
+
+def test_workers_and_a_cluster_together_are_refused(
+    mini_course: Config, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "class"
+    submission(folder / "right", RIGHT)
+    command = ["--course", str(mini_course.root), "grade", str(folder), "--db", str(tmp_path / "g")]
+    assert main([*command, "--workers", "2", "--cluster", "tcp://127.0.0.1:1"]) == 2
+    assert "--workers is for grading on this machine" in capsys.readouterr().err
