@@ -65,6 +65,9 @@ KEPT_SETTINGS = (
 )
 MAX_SUBMITTED_ENTRIES = 10_000  # files and folders looked at in a submission
 MAX_SUBMITTED_DEPTH = 8
+MAX_IGNORED_NOTES = 20
+"""Notebooks named after no exercise that get a note each (a folder of junk gets one line more,
+not a results.json of megabytes)."""
 SKIPPED_FOLDERS = frozenset({".git", "__MACOSX", ".ipynb_checkpoints"})
 PRIVATE, SHARED_READ = 0o700, 0o755
 
@@ -364,7 +367,12 @@ def find_submitted(folder: Path, exercises: Sequence[str]) -> Submitted:
     notes = [note for note in notes if note]
     if entries > MAX_SUBMITTED_ENTRIES:
         notes.append(f"only the first {MAX_SUBMITTED_ENTRIES} files of the submission were read")
-    notes += [_ignored(folder, path, exercises) for path in others]
+    notes += [_ignored(folder, path, exercises) for path in others[:MAX_IGNORED_NOTES]]
+    if len(others) > MAX_IGNORED_NOTES:
+        notes.append(
+            f"{len(others) - MAX_IGNORED_NOTES} more .ipynb files were not graded: no exercise "
+            "has their names"
+        )
     missing = {
         name: _why_missing(folder, name, unlinked.get(name))
         for name in exercises
