@@ -43,6 +43,9 @@ def check(notebook: str | os.PathLike[str] | None = None, course: str | None = N
     course
         The course or kit folder (default: `GRADER_COURSE`, else found above the notebook).
     """
+    if os.environ.get("GRADER_GRADING"):  # engine.jail.GRADING_MARK: not imported, it is heavy
+        print("grader: check() does nothing while the grader runs this notebook")
+        return
     namespace = _user_namespace()
     try:
         path = Path(notebook) if notebook is not None else find_notebook(namespace)

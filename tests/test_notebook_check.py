@@ -16,7 +16,8 @@ from nbclient import NotebookClient
 
 from grader.cli import KIT_NOTE
 from grader.config import Config
-from grader.notebook_check import NotebookNotFoundError, find_notebook, unsaved_warning
+from grader.engine.jail import kernel_environment
+from grader.notebook_check import NotebookNotFoundError, check, find_notebook, unsaved_warning
 from grader.release import release
 from tests.conftest import mini_solution, write
 
@@ -131,3 +132,19 @@ def test_check_in_a_kernel_prints_the_reports_of_grader_check(
     assert "score 2/2" in found and "TOTAL 2/2 points in 1 notebook(s)" in found
     assert lost.startswith("grader: cannot tell which notebook this is")
     assert not (kit / ".grader-secret").exists()
+
+
+def test_check_left_in_a_notebook_does_nothing_while_the_grader_runs_it(
+    notebook: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def graded_again(*_args: object) -> str:
+        raise AssertionError("check() ran grader check from inside a graded run")
+
+    monkeypatch.setattr("grader.notebook_check.run_check", graded_again)
+    for name, value in kernel_environment(notebook.parent, threads=1).items():
+        monkeypatch.setenv(name, value)
+    check(notebook)
+    assert (
+        capsys.readouterr().out
+        == "grader: check() does nothing while the grader runs this notebook\n"
+    )

@@ -134,6 +134,10 @@ def _bubblewrap_mount(mount: Mount) -> list[str]:
             return ["--perms", f"{mount.mode:o}", f"--{mount.kind}", mount.target]
 
 
+GRADING_MARK = "GRADER_GRADING"
+"""Set in every kernel the grader runs: a student's `check()` left in the notebook does nothing."""
+
+
 def kernel_environment(home: Path, threads: int) -> dict[str, str]:
     """The whole environment of a kernel (or of the zygote) whose home is `home`."""
     return {
@@ -147,4 +151,5 @@ def kernel_environment(home: Path, threads: int) -> dict[str, str]:
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",
         "OMP_NUM_THREADS": str(threads),
         "MKL_NUM_THREADS": str(threads),
+        GRADING_MARK: "1",
     }
