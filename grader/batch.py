@@ -61,6 +61,9 @@ class BatchSummary:
     unmatched: tuple[str, ...] = ()
     """`file: why` for each notebook that names no student, or one off the roster: not graded
     (`grader.roster.match_submissions`)."""
+    duplicates: tuple[str, ...] = ()
+    """`file: why` for each copy of a notebook not graded because another copy handed in with it
+    was (`grader.roster.one_per_notebook`)."""
 
 
 def grade_class(
@@ -123,4 +126,5 @@ def grade_class(
         problems=tuple(problems),
         interrupted=interrupted,
         unmatched=tuple(matched.unmatched),
+        duplicates=tuple(matched.duplicates),
     )

@@ -335,6 +335,8 @@ def _grade(args: argparse.Namespace, config: Config) -> int:
         print(f"not graded: {_one_line(problem)}", file=sys.stderr)
     for line in summary.unmatched:
         print(f"no student: {_one_line(line)}", file=sys.stderr)
+    for line in summary.duplicates:
+        print(f"copy: {_one_line(line)}", file=sys.stderr)
     unmatched = f", {len(summary.unmatched)} matched to no student" if summary.unmatched else ""
     print(
         f"{summary.collected} notebook(s) found, {summary.recorded} graded and recorded, "

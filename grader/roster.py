@@ -22,6 +22,7 @@ import io
 import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -142,10 +143,12 @@ def roster_id(
 @dataclass(frozen=True)
 class Matched:
     """Submissions matched to the roster: those to grade, under the roster's ids, and one line
-    for each file that names no student, or one the roster does not list."""
+    for each file that names no student, or one the roster does not list, and for each copy of
+    a notebook that another copy handed in with it replaces (`one_per_notebook`)."""
 
     submissions: list[Submission]
     unmatched: list[str]
+    duplicates: list[str] = dataclasses.field(default_factory=list)
 
 
 def match_submissions(found: Sequence[Submission], roster: Sequence[RosterEntry]) -> Matched:
@@ -165,7 +168,36 @@ def match_submissions(found: Sequence[Submission], roster: Sequence[RosterEntry]
             )
         else:
             matched.append(dataclasses.replace(submission, student=key))
-    return Matched(matched, unmatched)
+    kept, duplicates = one_per_notebook(matched)
+    return Matched(kept, unmatched, duplicates)
+
+
+def one_per_notebook(found: Sequence[Submission]) -> tuple[list[Submission], list[str]]:
+    """`found` with one file of each notebook a student handed in at one time, and a line for
+    each other one.
+
+    Two copies in one zip or folder (`a/01.ipynb`, `b/01.ipynb`) were handed in at the same time,
+    so time cannot tell which counts, and the gradebook keeps one: the one that can be graded,
+    nearest the top of the zip or folder, then first by path, is graded; the others are not.
+    """
+    groups: dict[tuple[str, str, datetime], list[Submission]] = {}
+    for submission in found:
+        key = (submission.student, submission.exercise, submission.submitted_at)
+        groups.setdefault(key, []).append(submission)
+    kept = {min(group, key=_nearest_first) for group in groups.values()}
+    lines = [
+        f"{submission.file}: not graded: {first.file} was, another file of {submission.exercise} "
+        f"by {submission.student} handed in with it (the one nearest the top counts; hand in one)"
+        for group in groups.values()
+        for first in [min(group, key=_nearest_first)]
+        for submission in group
+        if submission is not first
+    ]
+    return [submission for submission in found if submission in kept], lines
+
+
+def _nearest_first(submission: Submission) -> tuple[bool, int, str]:
+    return bool(submission.problem), submission.file.count("/"), submission.file
 
 
 def _keys(roster: Sequence[RosterEntry]) -> tuple[set[str], dict[str, str]]:
