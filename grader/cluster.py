@@ -2,12 +2,13 @@
 to a worker of a `distributed` scheduler (`grader grade --cluster tcp://host:8786`).
 
 Each Dask worker keeps its own zygote and warm kernels (`KernelHost`, a worker plugin set up as
-the runner connects and closed as it closes: one per runner, so that two graders can share a
-cluster), so the sandbox is the worker's, chosen there as it is here (the zygote where the worker
-is root, else bubblewrap, else limits only) and recorded in every run's result. Requests and
-results cross as JSON text (`RunRequest.to_json`; `ExecutedNotebook.from_json` reads every result
-back here): the course never has to be on the workers, and nothing a kernel sent reaches the
-client but through that one decoder.
+the first runner of this grader's version connects and kept until the worker stops, so that the
+next command, or another grader sharing the cluster, finds them warm), so the sandbox is the
+worker's, chosen there as it is here (the zygote where the worker is root, else bubblewrap, else
+limits only) and recorded in every run's result. Requests and results cross as JSON text
+(`RunRequest.to_json`; `ExecutedNotebook.from_json` reads every result back here): the course
+never has to be on the workers, and nothing a kernel sent reaches the client but through that
+one decoder.
 
 A worker that dies mid-run loses nothing: the scheduler gives its runs to other workers (a run is
 given up only after `distributed.scheduler.allowed-failures` workers died running it, a
@@ -64,7 +65,7 @@ class DaskRunner:
         self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
         self._closed = False
-        self._plugin = f"grader-kernels-{uuid.uuid4().hex}"
+        self._plugin = f"grader-kernels-{version('autodiff-grader')}"
         try:
             workers = _checked_workers(self._client, address)
             self._capacity = sum(workers.values())
@@ -109,11 +110,7 @@ class DaskRunner:
         for run in runs:
             if not run.future.cancelled():
                 run.future.exception()  # waits; what went wrong is the pipeline's to say
-        try:  # each worker's kernels stop; a scheduler gone has taken them with it
-            with contextlib.suppress(OSError, TimeoutError):
-                self._client.unregister_worker_plugin(self._plugin)
-        finally:
-            self._client.close()
+        self._client.close()  # the workers keep their kernels warm for the next command
 
     def __enter__(self) -> DaskRunner:
         return self
@@ -255,6 +252,8 @@ def run_on_worker(plugin: str, request_text: str) -> str:
 class KernelHost(distributed.WorkerPlugin):
     """A Dask worker plugin: the worker's zygote, where it forks kernels, and a warm pool of
     kernels per worker thread, made as runs come and closed with the worker."""
+
+    idempotent = True  # registered again by each command: the one already there is kept
 
     def __init__(self, threads: dict[str, int]) -> None:
         """`threads`: torch threads per kernel, by worker address (a worker that joined later
