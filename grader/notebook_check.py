@@ -152,8 +152,8 @@ def unsaved_warning(path: Path, recent_inputs: list[str], now: float | None = No
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
         sources = {_source(cell).strip() for cell in saved.get("cells", [])}
-    except (OSError, ValueError, AttributeError):
-        return ""  # the grader itself says what is wrong with the file
+    except (OSError, ValueError, AttributeError, TypeError, RecursionError):
+        return ""  # the grader itself says what is wrong with the file (not a notebook's JSON)
     if all(code.strip() in sources for code in recent_inputs if code.strip()):
         return ""
     age = (time.time() if now is None else now) - path.stat().st_mtime
@@ -170,6 +170,7 @@ def _source(cell: Any) -> str:
 
 def run_check(path: Path, course: str | None = None) -> str:
     """What `python -m grader check path` prints: the report, then its error lines."""
+    path = path.resolve()  # absolute: a file named `-x.ipynb` is no option to the command
     command = [sys.executable, "-m", "grader"]
     if course is not None:
         command += ["--course", str(Path(course).resolve())]
