@@ -55,6 +55,9 @@ MAX_ARCHIVE_BYTES = 4 * 1024**3
 """Bytes extracted from the submissions' archives together, at most (each notebook is cut at
 the notebook limit, each student's zip inside a zip at `MAX_INNER_ARCHIVE_BYTES`)."""
 MAX_INNER_ARCHIVE_BYTES = 256 * 1024**2
+MAX_STUDENT_ARCHIVE_BYTES = 2 * MAX_INNER_ARCHIVE_BYTES
+"""Bytes one student's zip takes of `MAX_ARCHIVE_BYTES`, at most: its own copy and what is
+extracted from it, so that no student's zip bomb leaves the others' notebooks unextracted."""
 NESTED_ARCHIVES = 1
 """Archives opened inside the submissions' own folder or zip: a student's zip, not a zip in it."""
 _COPY_COUNTER = re.compile(r"(-\d+| \(\d+\))$")
@@ -171,8 +174,27 @@ class _Scratch:
     """Where archives are extracted: numbered folders, and the bytes they may still take."""
 
     root: Path
-    budget: int = MAX_ARCHIVE_BYTES
+    budget: int = field(default_factory=lambda: MAX_ARCHIVE_BYTES)
     counter: Iterator[int] = field(default_factory=itertools.count)
+    spent: str = field(
+        default_factory=lambda: (
+            f"the submissions' archives hold more than {MAX_ARCHIVE_BYTES} bytes"
+        )
+    )
+    """Why an entry is not extracted once the budget is spent."""
+
+    @contextmanager
+    def student_share(self) -> Iterator[_Scratch]:
+        """The part of the budget one student's zip may take (`MAX_STUDENT_ARCHIVE_BYTES`),
+        numbering folders on with this scratch; what it used is taken from this budget."""
+        granted = min(self.budget, MAX_STUDENT_ARCHIVE_BYTES)
+        share = dataclasses.replace(self, budget=granted)
+        if granted == MAX_STUDENT_ARCHIVE_BYTES:
+            share.spent = f"this student's zip holds more than {granted} bytes"
+        try:
+            yield share
+        finally:
+            self.budget -= granted - share.budget
 
     def new_folder(self) -> Path:
         folder = self.root / f"{next(self.counter):06d}"
@@ -280,7 +302,8 @@ def _archive_on_disk(path: Path, parts: tuple[str, ...], scratch: _Scratch) -> l
     kind, digest, mtime = _inspect(path, parts)
     if kind:
         return [_found_on_disk(path, parts, kind)]
-    return _student_archive(path, parts, scratch, NESTED_ARCHIVES - 1, _utc(mtime), digest)
+    with scratch.student_share() as share:
+        return _student_archive(path, parts, share, NESTED_ARCHIVES - 1, _utc(mtime), digest)
 
 
 def _student_archive(
@@ -546,21 +569,23 @@ def _inner_archive(
     nested: int,
 ) -> list[_Found]:
     """The notebooks of a zip inside the archive (a student's upload), or the zip itself with
-    why nothing in it can be graded."""
+    why nothing in it can be graded. The zip and what it holds take one student's share of the
+    scratch budget."""
     target = scratch.root / "-" / safe_file_name(entry.parts[-1], ".zip")
-    digest, problem = _name_digest(entry.info.orig_filename), ""
+    digest = _name_digest(entry.info.orig_filename)
     if nested <= 0:
         problem = "a zip inside a zip inside the submissions: not opened (hand in one zip)"
-    else:
-        target = scratch.new_folder() / target.name
+        return [_Found(parts, target, digest, when, problem)]
+    with scratch.student_share() as share:
+        target = share.new_folder() / target.name
         digest, problem = _copy_member(
-            zipped, entry.info, target, MAX_INNER_ARCHIVE_BYTES + 1, scratch
+            zipped, entry.info, target, MAX_INNER_ARCHIVE_BYTES + 1, share
         )
         if not problem and target.stat().st_size > MAX_INNER_ARCHIVE_BYTES:
             problem = f"a zip larger than {MAX_INNER_ARCHIVE_BYTES} bytes: not opened"
-    if problem:
-        return [_Found(parts, target, digest, when, problem)]
-    return _student_archive(target, parts, scratch, nested - 1, when, digest)
+        if problem:
+            return [_Found(parts, target, digest, when, problem)]
+        return _student_archive(target, parts, share, nested - 1, when, digest)
 
 
 def _copy_member(
@@ -569,9 +594,7 @@ def _copy_member(
     """Write at most `limit` bytes of the entry to `target`, within the scratch budget:
     (SHA-256 of what was written, why it cannot be read or "")."""
     if scratch.budget <= 0:
-        return _name_digest(info.orig_filename), (
-            f"not extracted: the submissions' archives hold more than {MAX_ARCHIVE_BYTES} bytes"
-        )
+        return _name_digest(info.orig_filename), f"not extracted: {scratch.spent}"
     digest, left = hashlib.sha256(), min(limit, scratch.budget)
     try:
         with zipped.open(info) as member, target.open("wb") as out:
