@@ -317,9 +317,7 @@ def _grade_notebook(path: Path, course: _Course, session: _Session) -> NotebookR
     prepared = prepare_submission(path, course.pristine)
     exercise, spec, plan, asked = course.exercise, course.spec, course.plan, course.asked
     own = [] if prepared.unreadable else _submit(session, prepared.notebook, plan, asked)
-    references = course.precomputed or [
-        _reference(session, course, v, q) for v, q in zip(plan, asked, strict=True)
-    ]
+    references = course.precomputed or _references(session, course)
     students = _students(prepared, plan, asked, own)
     runs = [
         VariantRuns(v.label, student, reference, v.hidden)
@@ -384,6 +382,17 @@ def _students(
     return [
         collect_executed(v, run.result(), q) for v, run, q in zip(plan, runs, asked, strict=True)
     ]
+
+
+def _references(session: _Session, course: _Course) -> list[RunData]:
+    """The reference's run under each variant, looked up (or run) at once: one variant's run
+    does not wait for another's."""
+    with ThreadPoolExecutor(len(course.plan), thread_name_prefix="reference") as lookups:
+        looked_up = [
+            lookups.submit(_reference, session, course, variant, asked)
+            for variant, asked in zip(course.plan, course.asked, strict=True)
+        ]
+        return [lookup.result() for lookup in looked_up]
 
 
 def _reference(session: _Session, course: _Course, variant: Variant, asked: Questions) -> RunData:

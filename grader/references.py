@@ -37,6 +37,9 @@ from grader.runner import ExecutedNotebook
 
 GRADER_VERSION = version("autodiff-grader")
 MAX_PROBLEM_CHARS = 300  # of a failed reference's error, in the one-line course error
+# In the cache key: a grader that writes another format has entries of its own, so that two
+# versions sharing a cache folder do not take each other's entries for broken ones.
+CACHE_FORMAT = "ExecutedNotebook.to_json"
 _LOCKS: dict[str, threading.Lock] = {}
 
 RunNotebook = Callable[[NotebookNode, list[str]], ExecutedNotebook]
@@ -123,6 +126,7 @@ def _cache_file(request: ReferenceRequest, cache_dir: Path) -> Path:
                 request.questions.probes,
                 version("torch"),
                 GRADER_VERSION,
+                CACHE_FORMAT,
             ],
             sort_keys=True,
         ).encode()
