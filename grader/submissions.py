@@ -58,6 +58,9 @@ MAX_INNER_ARCHIVE_BYTES = 256 * 1024**2
 MAX_STUDENT_ARCHIVE_BYTES = 2 * MAX_INNER_ARCHIVE_BYTES
 """Bytes one student's zip takes of `MAX_ARCHIVE_BYTES`, at most: its own copy and what is
 extracted from it, so that no student's zip bomb leaves the others' notebooks unextracted."""
+MAX_STUDENT_NOTEBOOKS = 100
+"""Notebooks of one student's zip that are graded (a course has a handful; a zip of thousands
+would fill the gradebook and the batch with one student's rows)."""
 NESTED_ARCHIVES = 1
 """Archives opened inside the submissions' own folder or zip: a student's zip, not a zip in it."""
 _COPY_COUNTER = re.compile(r"(-\d+| \(\d+\))$")
@@ -322,6 +325,10 @@ def _student_archive(
                        "was graded")]  # fmt: skip
     if not found:
         return [_Found(parts, archive, digest, when, "a zip without .ipynb notebooks in it")]
+    if len(found) > MAX_STUDENT_NOTEBOOKS:
+        more = f"{len(found) - MAX_STUDENT_NOTEBOOKS} more notebooks in this zip were not graded"
+        problem = f"{more}: at most {MAX_STUDENT_NOTEBOOKS} of a student's zip are, in path order"
+        return [*found[:MAX_STUDENT_NOTEBOOKS], _Found(parts, archive, digest, when, problem)]
     return found
 
 

@@ -62,3 +62,14 @@ def test_a_zip_bomb_in_a_folder_spends_its_students_share_only(tmp_path: Path) -
     for name, data in {"a_mallory.zip": BOMB, "bob.zip": HONEST, "carol.zip": HONEST}.items():
         (tmp_path / name).write_bytes(data)
     _assert_only_the_bomb_is_cut(_students(tmp_path))
+
+
+def test_a_students_zip_of_hundreds_of_notebooks_gives_a_hundred_and_one_line(
+    tmp_path: Path,
+) -> None:
+    many = _zip_bytes({f"junk/{n:05d}.ipynb": b"{}" for n in range(250)})
+    (tmp_path / "class.zip").write_bytes(_zip_bytes({"mallory.zip": many, "bob.zip": HONEST}))
+    problems = _students(tmp_path / "class.zip")
+    assert problems["bob"] == ["", ""]
+    assert len(problems["mallory"]) == submissions.MAX_STUDENT_NOTEBOOKS + 1
+    assert problems["mallory"][-1].startswith("150 more notebooks in this zip were not graded")
