@@ -32,7 +32,15 @@ DEPENDS_ON: dict[str, dict[str, str]] = {}
 
 SHAPES = {"fc0.weight": (10, 1), "fc0.bias": (10,), "fc1.weight": (1, 10), "fc1.bias": (1,)}
 LARGE = [-1000.0, -100.0, -50.0, -20.0, 20.0, 50.0, 100.0, 1000.0]
+# In float64 every formula for tanh' (1 - tanh², 1/cosh², 4/(e^x + e^-x)², the sigmoid form, ...)
+# is within a few 1e-16 of the exact derivative. A finite difference cannot get that close: a
+# central one is at best ~3e-11 off, a five-point stencil ~2e-13, whatever its step, because
+# its truncation and round-off errors trade against each other. Errors between this bound and
+# the ordinary tolerance are named as what they are.
+FORMULA_ERROR = 5e-14
 FRESH_POINTS = 2000
+# A history of at least ten steps (the minimum asked) with this few distinct values is made up.
+FEW_VALUES = 3
 
 
 def hidden_parameters(parameters: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
@@ -49,6 +57,7 @@ def calls(parameters: dict[str, Any], rng: np.random.Generator) -> list[Call]:
         (torch.linspace(-5, 5, 101),),
         (torch.tensor(rng.normal(scale=3, size=shape), dtype=torch.float32),),
         (torch.tensor(rng.normal(scale=3, size=7), dtype=torch.float64),),
+        (torch.linspace(-4, 4, 81, dtype=torch.float64),),
         (torch.tensor(LARGE, dtype=torch.float32),),
         (torch.tensor(LARGE, dtype=torch.float64),),
     ]
@@ -65,6 +74,30 @@ def _outputs(student) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return pairs
 
 
+def _by_formula(student) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """`_outputs`, once the float64 results are as exact as a formula's: a finite difference is
+    forbidden work and earns none of the cell's points, however close it comes."""
+    pairs = _outputs(student)
+    for x, got in pairs:
+        if x.dtype != torch.float64 or x.abs().max() > 10 or not bool(torch.isfinite(got).all()):
+            continue
+        error = float((got - _exact_derivative(x)).abs().max())
+        if 1e-2 > error > FORMULA_ERROR:
+            raise CheckFailed(
+                f"f_prime(x) is up to {error:.2g} away from the derivative for float64 x = "
+                f"{fmt(x)}: a formula such as 1 - tanh²(x) is exact to round-off (about 1e-16) "
+                "there, an error this size is that of a finite difference (tanh at nearby "
+                "points) or of a computation in float32. Compute the formula, in x's dtype"
+            )
+    return pairs
+
+
+def _exact_derivative(x: torch.Tensor) -> torch.Tensor:
+    x64 = x.double().requires_grad_(True)
+    (derivative,) = torch.autograd.grad(torch.tanh(x64).sum(), x64)
+    return derivative
+
+
 @pytest.mark.grade("tanh_derivative", points=2)
 def test_f_prime_matches_autograd(student):
     rtol, atol = tolerance("cpu")
@@ -72,16 +105,15 @@ def test_f_prime_matches_autograd(student):
         assert_tensor_like(case.output, "f_prime(x)", tuple(x.shape), x.dtype)
         if x.abs().max() > 10:
             continue
-        x64 = x.double().requires_grad_(True)
-        (expected,) = torch.autograd.grad(torch.tanh(x64).sum(), x64)
         assert_finite(got, "f_prime(x)", where=f"for x of shape {tuple(x.shape)}")
-        assert_close(got, expected, "f_prime(x)", rtol=rtol, atol=atol,
+        assert_close(got, _exact_derivative(x), "f_prime(x)", rtol=rtol, atol=atol,
                      where=f"at x={fmt(x)} ({x.dtype})")  # fmt: skip
+    _by_formula(student)
 
 
 @pytest.mark.grade("tanh_derivative", points=1)
 def test_f_prime_is_finite_for_large_inputs(student):
-    for x, got in _outputs(student):
+    for x, got in _by_formula(student):
         if x.abs().max() <= 10:
             continue
         assert_finite(got, "f_prime(x)", where=f"for x = {fmt(x, limit=8)} ({x.dtype})")
@@ -120,7 +152,31 @@ def _losses_of_the_model(student, reference) -> list[float]:
     # Adam on batches of 100 starts 40 % below it): only a start above twice it is refused.
     assert_history_of_model(losses, "`losses`", start=start, end=end, min_length=10,
                             rtol=1e-3, atol=1e-6, start_rtol=1.0)  # fmt: skip
+    _assert_not_a_formula(losses)
     return losses
+
+
+def _assert_not_a_formula(losses: list[float]) -> None:
+    """Fail for a history made to start and end where the grader looks rather than logged: one
+    that steps from start to end in equal differences or equal ratios (`np.linspace`,
+    `np.geomspace`), or that takes only a few values (`[start] + [end] * n`). The loss of a
+    network that trains does neither: it changes at every step, and not by a formula."""
+    history = np.asarray(losses)
+    steps = np.diff(history)
+    if np.allclose(np.diff(steps), 0.0, rtol=0.0, atol=1e-9 * float(np.ptp(history))):
+        kind = "in equal steps"
+    elif bool((history > 0).all()) and np.allclose(np.diff(np.diff(np.log(history))), 0.0,
+                                                   rtol=0.0, atol=1e-9):  # fmt: skip
+        kind = "by a constant ratio at each step"
+    elif len(set(losses)) <= FEW_VALUES:
+        kind = f"through only {len(set(losses))} different values in {len(losses)} steps"
+    else:
+        return
+    raise CheckFailed(
+        f"`losses` goes from {fmt(history[0])} to {fmt(history[-1])} {kind}, which no training "
+        "loss does: log `loss.item()` at each step of the loop that trains `model` (is the "
+        "history written by hand?)"
+    )
 
 
 @pytest.mark.grade("nonlinear_training", points=3)

@@ -157,6 +157,23 @@ while step < max_fit_steps:
 params = p.detach()
 error_log = torch.tensor(history)
 """,
+    # float64 tensors, F.mse_loss, the update through .data and `.grad = None`, a print.
+    """
+import torch.nn.functional as F
+
+params = params_init.clone().double().requires_grad_(True)
+X64, y64 = X.double(), y_noisy.double()
+error_log = []
+for _ in range(max_fit_steps):
+    error = F.mse_loss(X64 @ params, y64)
+    error.backward()
+    error_log.append(error.item())
+    params.data -= fit_learning_rate * params.grad.data
+    params.grad = None
+    if error_log[-1] < error_threshold:
+        break
+print(f"final error {error_log[-1]:.4f} after {len(error_log)} steps")
+""",
 ]
 
 MANUAL_GRADIENT = [

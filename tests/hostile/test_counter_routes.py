@@ -116,6 +116,19 @@ def gradient(x, y, h=1e-6):
         grads[i] = (loss(params + step) - loss(params - step)) / (2 * h)
     return grads[:2], grads[2:]""",
         {"manual_gradient::gradient_matches_autograd"}, "lose a finite-difference step"),
+    "central_differences": (*F_PRIME_05, """\
+def f_prime(x, h=1e-6):
+    wide = x.double()  # a float64 difference passes any float32 tolerance
+    return ((torch.tanh(wide + h) - torch.tanh(wide - h)) / (2 * h)).to(x.dtype)""",
+        LOST_05, "that of a finite difference"),
+    # The loop ran, but the history handed in is a straight line between the right ends.
+    "history_from_linspace": ("05_nonlinear_regression", "nonlinear_training",
+                              'print(f"trained for {n_steps}', """\
+with torch.no_grad():
+    last = criterion(model(x), y).item()
+losses = np.linspace(losses[0], last, len(losses)).tolist()""",
+        {"nonlinear_training::network_fits_fresh_points",
+         "nonlinear_training::training_loss_goes_down"}, "written by hand"),
     # Honest work by hand, in other styles: every point kept.
     "honest_loop_with_a_graph": (*GRADIENTS_04, """\
 def manual_mse_gradients(linear, xs, ys):

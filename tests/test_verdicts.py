@@ -1,0 +1,170 @@
+"""Verdicts of the course's checks on answers computed here, without kernels: honest answers in
+the styles students write keep every point, made-up work earns none, and the message names it."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+import torch
+
+from grader.check import NotebookRun
+from grader.expect import CheckFailed
+from grader.extract import CaseResult, CellStatus, RunData
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def checks_module(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        f"verdicts_{name}", ROOT / "checks" / f"{name}.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+TANH = checks_module("05_nonlinear_regression")
+
+
+def tanh_student(f_prime: Callable[[torch.Tensor], torch.Tensor], seed: int) -> NotebookRun:
+    """A run whose `f_prime` answered the grader's calls (those of the hidden seed `seed`)."""
+    parameters = {"seed": 1, "true_coeffs": [-0.05, 0.5, 2.0]}
+    (call,) = TANH.calls(parameters, np.random.default_rng(seed))
+    cases = [CaseResult(args, {}, f_prime(*args)) for args in call.cases]
+    data = RunData(
+        parameters, {}, {}, {"f_prime": cases}, {}, {"tanh_derivative": CellStatus("ok")}
+    )
+    return NotebookRun(data, "tanh_derivative", "student")
+
+
+def verdict(check: Callable[[NotebookRun], None], student: NotebookRun) -> str:
+    try:
+        check(student)
+    except CheckFailed as failure:
+        return str(failure)
+    return "passed"
+
+
+TANH_CHECKS = (TANH.test_f_prime_matches_autograd, TANH.test_f_prime_is_finite_for_large_inputs)
+
+
+def central(h: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda x: (torch.tanh(x + h) - torch.tanh(x - h)) / (2 * h)
+
+
+def five_point(h: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    t = torch.tanh
+    return lambda x: (-t(x + 2 * h) + 8 * t(x + h) - 8 * t(x - h) + t(x - 2 * h)) / (12 * h)
+
+
+def in_float64(h: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A central difference computed in float64 and returned in the input's dtype."""
+    return lambda x: central(h)(x.double()).to(x.dtype)
+
+
+def sigmoid_form(x: torch.Tensor) -> torch.Tensor:
+    s = torch.sigmoid(2 * x)
+    return 4 * s * (1 - s)
+
+
+def through_numpy(x: torch.Tensor) -> torch.Tensor:
+    return torch.from_numpy(1 - np.tanh(x.detach().numpy()) ** 2)
+
+
+def stable_exp(x: torch.Tensor) -> torch.Tensor:
+    e = torch.exp(-2 * x.abs())
+    return 4 * e / (1 + e) ** 2
+
+
+HONEST_F_PRIME = {
+    "1 - tanh**2": lambda x: 1 - torch.tanh(x) ** 2,
+    "(1 - t)(1 + t)": lambda x: (1 - torch.tanh(x)) * (1 + torch.tanh(x)),
+    "1 - t*t": lambda x: 1 - torch.tanh(x) * torch.tanh(x),
+    "1 / cosh**2": lambda x: 1 / torch.cosh(x) ** 2,
+    "cosh.pow(-2)": lambda x: torch.cosh(x).pow(-2),
+    "4 / (e^x + e^-x)**2": lambda x: 4 / (torch.exp(x) + torch.exp(-x)) ** 2,
+    "(2 / (e^x + e^-x))**2": lambda x: (2 / (torch.exp(x) + torch.exp(-x))) ** 2,
+    "sigmoid form": sigmoid_form,
+    "numpy via detach": through_numpy,
+    "exp(-2|x|) form": stable_exp,
+    "in place": lambda x: torch.tanh(x).pow_(2).neg_().add_(1),
+}
+
+FINITE_DIFFERENCES = {
+    "central, h=1e-5": central(1e-5),
+    "central, h=1e-6": central(1e-6),
+    "central, h=1e-3": central(1e-3),
+    "five-point, h=1e-3": five_point(1e-3),
+    "five-point, h=7e-4": five_point(7e-4),
+    "central in float64, h=1e-6": in_float64(1e-6),
+    "forward, h=1e-8": lambda x: (torch.tanh(x + 1e-8) - torch.tanh(x)) / 1e-8,
+    "formula in float32": lambda x: (1 - torch.tanh(x.float()) ** 2).to(x.dtype),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HONEST_F_PRIME))
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_formulas_for_tanh_prime_keep_every_point(name: str, seed: int) -> None:
+    student = tanh_student(HONEST_F_PRIME[name], seed)
+    assert [verdict(check, student) for check in TANH_CHECKS] == ["passed", "passed"]
+
+
+@pytest.mark.parametrize("name", sorted(FINITE_DIFFERENCES))
+@pytest.mark.parametrize("seed", [0, 1])
+def test_finite_differences_for_tanh_prime_earn_nothing_and_are_named(name: str, seed: int) -> None:
+    student = tanh_student(FINITE_DIFFERENCES[name], seed)
+    verdicts = [verdict(check, student) for check in TANH_CHECKS]
+    assert "passed" not in verdicts, verdicts
+    # Close ones are named as what they are; a far one (h=1e-3 in float32) is plainly wrong.
+    assert any("finite difference" in v or "is wrong" in v for v in verdicts), verdicts
+    assert "finite difference" in verdicts[1], verdicts
+
+
+def trained_history(optimizer: str, batch: int) -> list[float]:
+    """The loss history of 05's network trained here, as a student's loop logs it."""
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(1000, 1, generator=generator) * 10
+    y = -0.05 * x**2 + 0.5 * x + 2 + torch.randn(1000, 1, generator=generator) * 2
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(1, 10), torch.nn.ReLU(), torch.nn.Linear(10, 1))
+    step = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[optimizer]
+    opt = step(model.parameters(), lr=0.05 if optimizer == "adam" else 1e-4)
+    losses = []
+    for _epoch in range(300 * batch // 1000):
+        for start in range(0, 1000, batch):
+            loss = torch.nn.functional.mse_loss(
+                model(x[start : start + batch]), y[start : start + batch]
+            )
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+    return losses
+
+
+@pytest.mark.parametrize(("optimizer", "batch"), [("adam", 1000), ("adam", 100), ("sgd", 1000)])
+def test_a_logged_training_history_is_not_taken_for_a_formula(optimizer: str, batch: int) -> None:
+    TANH._assert_not_a_formula(trained_history(optimizer, batch))
+
+
+@pytest.mark.parametrize(
+    ("made_up", "kind"),
+    [
+        (np.linspace(620.0, 4.1, 100), "in equal steps"),
+        (np.geomspace(620.0, 4.1, 2000).tolist(), "by a constant ratio"),
+        (torch.linspace(620.0, 4.1, 50, dtype=torch.float64).tolist(), "in equal steps"),
+        ([620.0] + [4.1] * 99, "through only 2 different values in 100 steps"),
+        ([620.0, 50.0] * 5 + [4.1] * 990, "through only 3 different values"),
+    ],
+)
+def test_a_history_made_with_linspace_or_geomspace_is_named(
+    made_up: list[float], kind: str
+) -> None:
+    with pytest.raises(CheckFailed, match=f"{kind}.*written by hand"):
+        TANH._assert_not_a_formula(list(made_up))
