@@ -33,11 +33,11 @@ DEPENDS_ON: dict[str, dict[str, str]] = {}
 SHAPES = {"fc0.weight": (10, 1), "fc0.bias": (10,), "fc1.weight": (1, 10), "fc1.bias": (1,)}
 LARGE = [-1000.0, -100.0, -50.0, -20.0, 20.0, 50.0, 100.0, 1000.0]
 # In float64 every formula for tanh' (1 - tanh², 1/cosh², 4/(e^x + e^-x)², the sigmoid form, ...)
-# is within a few 1e-16 of the exact derivative. A finite difference cannot get that close: a
-# central one is at best ~3e-11 off, a five-point stencil ~2e-13, whatever its step, because
-# its truncation and round-off errors trade against each other. Errors between this bound and
-# the ordinary tolerance are named as what they are.
-FORMULA_ERROR = 5e-14
+# is within 1e-15 of the exact derivative. A finite difference cannot get that close: a central
+# one is at best ~3e-11 off, a five-point stencil ~2e-13, a seven-point one ~4e-14, whatever its
+# step, because its truncation and round-off errors trade against each other. Errors between
+# this bound and the ordinary tolerance are named as what they are.
+FORMULA_ERROR = 2e-14
 FRESH_POINTS = 2000
 # A history of at least ten steps (the minimum asked) with this few distinct values is made up.
 FEW_VALUES = 3

@@ -7,6 +7,7 @@ import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ import torch
 from grader.check import NotebookRun
 from grader.expect import CheckFailed
 from grader.extract import CaseResult, CellStatus, RunData
+from grader.extract import _kernel_argument as kernel_argument
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,17 +32,23 @@ def checks_module(name: str) -> ModuleType:
 
 
 TANH = checks_module("05_nonlinear_regression")
+GRADIENTS = checks_module("04_autodiff_regression")
+
+
+def by_hand_student(
+    checks: ModuleType, grade_id: str, answer: Callable[..., Any], seed: int
+) -> NotebookRun:
+    """A run whose function `answer` answered the grader's calls of `checks` (those drawn with
+    `seed`), called here as the kernel calls it."""
+    parameters = {"seed": 1}
+    (call,) = checks.calls(parameters, np.random.default_rng(seed))
+    cases = [CaseResult(args, {}, answer(*map(kernel_argument, args))) for args in call.cases]
+    data = RunData(parameters, {}, {}, {call.function: cases}, {}, {grade_id: CellStatus("ok")})
+    return NotebookRun(data, grade_id, "student")
 
 
 def tanh_student(f_prime: Callable[[torch.Tensor], torch.Tensor], seed: int) -> NotebookRun:
-    """A run whose `f_prime` answered the grader's calls (those of the hidden seed `seed`)."""
-    parameters = {"seed": 1, "true_coeffs": [-0.05, 0.5, 2.0]}
-    (call,) = TANH.calls(parameters, np.random.default_rng(seed))
-    cases = [CaseResult(args, {}, f_prime(*args)) for args in call.cases]
-    data = RunData(
-        parameters, {}, {}, {"f_prime": cases}, {}, {"tanh_derivative": CellStatus("ok")}
-    )
-    return NotebookRun(data, "tanh_derivative", "student")
+    return by_hand_student(TANH, "tanh_derivative", f_prime, seed)
 
 
 def verdict(check: Callable[[NotebookRun], None], student: NotebookRun) -> str:
@@ -61,6 +69,14 @@ def central(h: float) -> Callable[[torch.Tensor], torch.Tensor]:
 def five_point(h: float) -> Callable[[torch.Tensor], torch.Tensor]:
     t = torch.tanh
     return lambda x: (-t(x + 2 * h) + 8 * t(x + h) - 8 * t(x - h) + t(x - 2 * h)) / (12 * h)
+
+
+def seven_point(h: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    t = torch.tanh
+    return lambda x: (
+        t(x + 3 * h) - 9 * t(x + 2 * h) + 45 * t(x + h) - 45 * t(x - h) + 9 * t(x - 2 * h)
+        - t(x - 3 * h)
+    ) / (60 * h)  # fmt: skip
 
 
 def in_float64(h: float) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -94,6 +110,8 @@ HONEST_F_PRIME = {
     "numpy via detach": through_numpy,
     "exp(-2|x|) form": stable_exp,
     "in place": lambda x: torch.tanh(x).pow_(2).neg_().add_(1),
+    "2 / (cosh(2x) + 1)": lambda x: 2 / (torch.cosh(2 * x) + 1),
+    "tanh from the sigmoid": lambda x: 1 - (2 * torch.sigmoid(2 * x) - 1) ** 2,
 }
 
 FINITE_DIFFERENCES = {
@@ -102,6 +120,7 @@ FINITE_DIFFERENCES = {
     "central, h=1e-3": central(1e-3),
     "five-point, h=1e-3": five_point(1e-3),
     "five-point, h=7e-4": five_point(7e-4),
+    "seven-point, h=5e-3": seven_point(5e-3),
     "central in float64, h=1e-6": in_float64(1e-6),
     "forward, h=1e-8": lambda x: (torch.tanh(x + 1e-8) - torch.tanh(x)) / 1e-8,
     "formula in float32": lambda x: (1 - torch.tanh(x.float()) ** 2).to(x.dtype),
@@ -168,3 +187,89 @@ def test_a_history_made_with_linspace_or_geomspace_is_named(
 ) -> None:
     with pytest.raises(CheckFailed, match=f"{kind}.*written by hand"):
         TANH._assert_not_a_formula(list(made_up))
+
+
+def gradients_by_differences(
+    step: float, dtype: torch.dtype
+) -> Callable[[torch.nn.Linear, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """04's manual_mse_gradients by central differences of the loss, computed in `dtype` (a
+    central difference of a quadratic is exact: only the precision can give it away)."""
+
+    def gradients(linear: torch.nn.Linear, xs: torch.Tensor, ys: torch.Tensor) -> Any:
+        weight, bias = linear.weight.detach().to(dtype), linear.bias.detach().to(dtype)
+        inputs, targets = xs.to(dtype), ys.to(dtype)
+
+        def loss(w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return ((inputs @ w.T + b - targets) ** 2).mean()
+
+        flat = torch.cat([weight.reshape(-1), bias])
+        grads = torch.zeros_like(flat)
+        for i in range(len(flat)):
+            shift = torch.zeros_like(flat)
+            shift[i] = step
+            up, down = flat + shift, flat - shift
+            k = weight.numel()
+            grads[i] = (loss(up[:k].reshape(weight.shape), up[k:])
+                        - loss(down[:k].reshape(weight.shape), down[k:])) / (2 * step)  # fmt: skip
+        return grads[: weight.numel()].reshape(weight.shape).float(), grads[
+            weight.numel() :
+        ].float()
+
+    return gradients
+
+
+def gradients_by_matrices(linear: torch.nn.Linear, xs: torch.Tensor, ys: torch.Tensor) -> Any:
+    with torch.no_grad():
+        residual = linear(xs) - ys
+        return 2 * residual.T @ xs / residual.numel(), 2 * residual.sum(0) / residual.numel()
+
+
+def gradients_by_einsum(linear: torch.nn.Linear, xs: torch.Tensor, ys: torch.Tensor) -> Any:
+    residual = (xs @ linear.weight.T + linear.bias - ys).detach()
+    scale = 2 / ys.numel()
+    return scale * torch.einsum("nk,nd->kd", residual, xs), scale * residual.sum(dim=0)
+
+
+def gradients_by_loop(linear: torch.nn.Linear, xs: torch.Tensor, ys: torch.Tensor) -> Any:
+    grad_weight, grad_bias = torch.zeros(linear.weight.shape), torch.zeros(linear.bias.shape)
+    for x, y in zip(xs, ys, strict=True):
+        residual = (linear.weight @ x + linear.bias - y).detach()
+        grad_weight += torch.outer(residual, x)
+        grad_bias += residual
+    return 2 * grad_weight / ys.numel(), 2 * grad_bias / ys.numel()
+
+
+def gradients_by_numpy(linear: torch.nn.Linear, xs: torch.Tensor, ys: torch.Tensor) -> Any:
+    weight, bias = linear.weight.detach().numpy(), linear.bias.detach().numpy()
+    residual = xs.numpy() @ weight.T + bias - ys.numpy()
+    return (torch.from_numpy(2 * residual.T @ xs.numpy() / residual.size),
+            torch.from_numpy(2 * residual.sum(axis=0) / residual.size))  # fmt: skip
+
+
+HONEST_GRADIENTS = {
+    "matrices under no_grad": gradients_by_matrices,
+    "einsum": gradients_by_einsum,
+    "loop over the examples": gradients_by_loop,
+    "numpy via detach": gradients_by_numpy,
+}
+DIFFERENCED_GRADIENTS = {
+    "float64, h=1": gradients_by_differences(1.0, torch.float64),
+    "float64, h=1e-3": gradients_by_differences(1e-3, torch.float64),
+    "float32, h=1e-2": gradients_by_differences(1e-2, torch.float32),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HONEST_GRADIENTS))
+@pytest.mark.parametrize("seed", [0, 1])
+def test_gradients_from_the_formulas_keep_the_points(name: str, seed: int) -> None:
+    student = by_hand_student(GRADIENTS, "manual_mse_gradients", HONEST_GRADIENTS[name], seed)
+    assert verdict(GRADIENTS.test_manual_gradients_match_autograd, student) == "passed"
+
+
+@pytest.mark.parametrize("name", sorted(DIFFERENCED_GRADIENTS))
+def test_gradients_from_differences_of_the_loss_lose_the_points(name: str) -> None:
+    student = by_hand_student(GRADIENTS, "manual_mse_gradients", DIFFERENCED_GRADIENTS[name], 0)
+    message = verdict(GRADIENTS.test_manual_gradients_match_autograd, student)
+    assert "is wrong" in message, message
+    # In float64 only the weights of 1e20 tell: there the message says why.
+    assert "float64" not in name or "lose a finite-difference step" in message, message
