@@ -15,7 +15,7 @@ import torch
 
 from grader.check import NotebookRun
 from grader.expect import CheckFailed
-from grader.extract import CaseResult, CellStatus, RunData
+from grader.extract import CaseResult, CellOutcome, RunData
 from grader.extract import _kernel_argument as kernel_argument
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +43,8 @@ def by_hand_student(
     parameters = {"seed": 1}
     (call,) = checks.calls(parameters, np.random.default_rng(seed))
     cases = [CaseResult(args, {}, answer(*map(kernel_argument, args))) for args in call.cases]
-    data = RunData(parameters, {}, {}, {call.function: cases}, {}, {grade_id: CellStatus("ok")})
+    cells = {grade_id: CellOutcome(grade_id, "ok")}
+    data = RunData(parameters, {}, {}, {call.function: cases}, {}, cells)
     return NotebookRun(data, grade_id, "student")
 
 
