@@ -5,29 +5,20 @@ here; the rule is the same at their real sizes.)"""
 
 from __future__ import annotations
 
-import io
-import zipfile
 from pathlib import Path
 
 import pytest
 
 from grader import submissions
 from grader.submissions import open_submissions
+from tests.test_submissions import zip_bytes
 
 EXERCISES = [f"{n:02d}_x" for n in range(10)]
 NOTEBOOK_LIMIT = 100_000
 
 
-def _zip_bytes(entries: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
-
-
-BOMB = _zip_bytes({f"{name}.ipynb": b"\0" * NOTEBOOK_LIMIT for name in EXERCISES})
-HONEST = _zip_bytes({"00_x.ipynb": b"{}", "01_x.ipynb": b"{}"})
+BOMB = zip_bytes({f"{name}.ipynb": b"\0" * NOTEBOOK_LIMIT for name in EXERCISES})
+HONEST = zip_bytes({"00_x.ipynb": b"{}", "01_x.ipynb": b"{}"})
 
 
 @pytest.fixture(autouse=True)
@@ -54,7 +45,7 @@ def _assert_only_the_bomb_is_cut(problems: dict[str, list[str]]) -> None:
 
 def test_a_zip_bomb_in_a_class_zip_spends_its_students_share_only(tmp_path: Path) -> None:
     students = {"a_mallory.zip": BOMB, "bob.zip": HONEST, "carol.zip": HONEST}
-    (tmp_path / "class.zip").write_bytes(_zip_bytes(students))
+    (tmp_path / "class.zip").write_bytes(zip_bytes(students))
     _assert_only_the_bomb_is_cut(_students(tmp_path / "class.zip"))
 
 
@@ -67,8 +58,8 @@ def test_a_zip_bomb_in_a_folder_spends_its_students_share_only(tmp_path: Path) -
 def test_a_students_zip_of_hundreds_of_notebooks_gives_a_hundred_and_one_line(
     tmp_path: Path,
 ) -> None:
-    many = _zip_bytes({f"junk/{n:05d}.ipynb": b"{}" for n in range(250)})
-    (tmp_path / "class.zip").write_bytes(_zip_bytes({"mallory.zip": many, "bob.zip": HONEST}))
+    many = zip_bytes({f"junk/{n:05d}.ipynb": b"{}" for n in range(250)})
+    (tmp_path / "class.zip").write_bytes(zip_bytes({"mallory.zip": many, "bob.zip": HONEST}))
     problems = _students(tmp_path / "class.zip")
     assert problems["bob"] == ["", ""]
     assert len(problems["mallory"]) == submissions.MAX_STUDENT_NOTEBOOKS + 1
