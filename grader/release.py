@@ -77,7 +77,7 @@ def release(config: Config, out: Path) -> Kit:
         raise GraderError(f"{out} already exists: remove it or name a new folder for the kit")
     exercises = current_exercises(config)
     devices = _release_devices(config.device)
-    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    partial = _new_folder(out.with_name(f".{out.name}.partial-{os.getpid()}"))
     with _removed_on_failure(partial):
         for exercise in exercises.values():
             _write_exercise(exercise, partial)
@@ -113,6 +113,17 @@ def _release_devices(requested: str) -> tuple[str, ...]:
     from grader.grading import resolve_device
 
     return ("cpu",) if resolve_device(requested) == "cpu" else ("cpu", "cuda")
+
+
+def _new_folder(folder: Path) -> Path:
+    """`folder`, made (with its parents) before any reference runs, or one line saying why not."""
+    try:
+        folder.mkdir(parents=True)
+    except OSError as error:
+        raise GraderError(
+            f"cannot write the kit into {folder.parent}: {error.strerror or error}"
+        ) from None
+    return folder
 
 
 @contextlib.contextmanager

@@ -297,6 +297,10 @@ def test_a_release_needs_current_exercises_and_a_new_folder(
     with pytest.raises(CourseError, match="out of date with its solution: run `grader assign`"):
         release(dataclasses.replace(mini_course, root=stale), tmp_path / "kit")
     assert not (tmp_path / "kit").exists()
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text("", encoding="utf-8")
+    with pytest.raises(GraderError, match=f"cannot write the kit into {in_the_way}: "):
+        release(mini_course, in_the_way / "kit")
 
 
 # ----------------------------------------------------------------------------- the CI recipes
