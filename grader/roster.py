@@ -5,7 +5,7 @@ Formats, told apart by their header row (the columns read; every other column is
 - plain CSV: `id,name,email,section`;
 - Canvas (Grades > Export): `Student` (the name), `ID` (Canvas's user id, the number in the
   names of Canvas's submission downloads), `SIS Login ID` (the e-mail or login), `Section`; the
-  "Points Possible" row under the header is skipped;
+  "Points Possible" row under the header (its ID empty) is skipped;
 - Moodle (a participants or grading-worksheet export): `Identifier` (`Participant 4711`; the
   number is the id, as in Moodle's download names), `Full name`, `Email address`, and `Group`
   where there is one.
@@ -89,7 +89,7 @@ def _plain(columns: dict[str, int], row: list[str]) -> RosterEntry | None:
 
 def _canvas(columns: dict[str, int], row: list[str]) -> RosterEntry | None:
     get = _reader(columns, row)
-    if not get("id") or "points possible" in get("student").lower():
+    if not get("id"):  # Canvas's "Points Possible" row (by its empty ID: a name is a student's)
         return None
     return RosterEntry(get("id"), get("student"), get("sis login id"), get("section"))
 
