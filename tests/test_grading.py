@@ -7,19 +7,16 @@ import json
 from pathlib import Path
 
 import pytest
+from nbformat import NotebookNode
 
 from grader.cli import main
 from grader.config import Config
 from grader.grading import check_notebooks
 from grader.report import check_id
+from grader.results import NotebookResult
 from tests.conftest import NOTEBOOKS, ROOT, cell_of, edit_solution, solution, write
 
 pytestmark = pytest.mark.slow
-
-
-def failed_checks(course: Config, path: Path) -> dict[str, str]:
-    (result,) = check_notebooks([path], course)
-    return {check_id(check): check.message for check in result.checks if not check.passed}
 
 
 def test_solutions_get_full_marks_on_both_runs(course: Config, tmp_path: Path, capsys) -> None:
@@ -365,30 +362,77 @@ WRONG = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("case", sorted(WRONG))
-def test_wrong_submission_loses_exactly_the_points_it_breaks(
-    course: Config, tmp_path: Path, case: str
-) -> None:
-    name, gid, old, new, expected, message = WRONG[case]
+def wrong_submission(case: str) -> NotebookNode:
+    """The solution notebook with the mistake of `WRONG[case]` made in it."""
+    name, gid, old, new, _expected, _message = WRONG[case]
     if old is WHOLE_CELL:
         nb = solution(name)
         cell_of(nb, gid).source = new
-    else:
-        nb = edit_solution(name, gid, old, new)
-    path = write(nb, tmp_path, name)
-    failed = failed_checks(course, path)
-    assert {key.split("::", 1)[1] for key in failed} == expected
-    assert any(message in text for text in failed.values()), failed
+        return nb
+    return edit_solution(name, gid, old, new)
 
 
-def test_hard_coded_answers_fail_the_hidden_variant(course: Config, tmp_path: Path) -> None:
+HARD_CODED = "hard_coded_answers"  # the folder of the hard-coded answers' notebook
+LOCKED_EDITED = "locked_cell_edited"  # the folder of the notebook with a locked cell edited
+
+
+def hard_coded_answers() -> NotebookNode:
+    """02's solution with the values of its own parameters' run typed in as its answers."""
     nb = solution("02_linear_regression_numpy")
     (cell,) = [c for c in nb.cells if c.metadata["nbgrader"]["grade_id"] == "gd_loop"]
     cell.source = cell.source.replace(
         "w_gd = w.copy()", "w_gd = np.array([2.00081429, -2.99937248])"
     ).replace("b_gd = b.copy()", "b_gd = np.array([0.99922052])")
-    path = write(nb, tmp_path, "02_linear_regression_numpy")
-    failed = failed_checks(course, path)
+    return nb
+
+
+def locked_cell_edited() -> NotebookNode:
+    """04's solution with its locked data cell edited to make less data."""
+    return edit_solution("04_autodiff_regression", "make_regression_data", "N = 30", "N = 3")
+
+
+def honest_styles(name: str) -> NotebookNode:
+    """`name`'s solution with its cells of `HONEST_STYLES` written in those other styles."""
+    nb = solution(name)
+    for gid, source in HONEST_STYLES[name].items():
+        cell_of(nb, gid).source = source
+    return nb
+
+
+def lost(result: NotebookResult) -> dict[str, str]:
+    """The checks `result` failed, `check` -> message."""
+    return {check_id(check): check.message for check in result.checks if not check.passed}
+
+
+@pytest.fixture(scope="module")
+def graded(course: Config, tmp_path_factory: pytest.TempPathFactory) -> dict[str, NotebookResult]:
+    """Every wrong submission, the hard-coded answers, the honest styles and the notebook with
+    a locked cell edited, graded in one batch (a batch each would start a runner, its zygote and
+    its kernels each time), by folder: a folder is named after its case (`WRONG`),
+    `HARD_CODED`, `LOCKED_EDITED` or, for the honest styles, `honest-` and the notebook's name."""
+    folder = tmp_path_factory.mktemp("submissions")
+    notebooks = {case: (WRONG[case][0], wrong_submission(case)) for case in WRONG}
+    notebooks[HARD_CODED] = ("02_linear_regression_numpy", hard_coded_answers())
+    notebooks[LOCKED_EDITED] = ("04_autodiff_regression", locked_cell_edited())
+    notebooks |= {f"honest-{name}": (name, honest_styles(name)) for name in HONEST_STYLES}
+    paths = [write(nb, folder / case, name) for case, (name, nb) in notebooks.items()]
+    results = check_notebooks(paths, course, workers=2)
+    assert len(results) == len(paths) and not any(result.error for result in results)
+    return {Path(result.path).parent.name: result for result in results}
+
+
+@pytest.mark.parametrize("case", sorted(WRONG))
+def test_wrong_submission_loses_exactly_the_points_it_breaks(
+    graded: dict[str, NotebookResult], case: str
+) -> None:
+    *_, expected, message = WRONG[case]
+    failed = lost(graded[case])
+    assert {key.split("::", 1)[1] for key in failed} == expected
+    assert any(message in text for text in failed.values()), failed
+
+
+def test_hard_coded_answers_fail_the_hidden_variant(graded: dict[str, NotebookResult]) -> None:
+    failed = lost(graded[HARD_CODED])
     assert set(failed) == {"02_linear_regression_numpy::gd_loop::gd_matches_reference"}
     assert "passes on the notebook's own data but not on the hidden variant" in next(
         iter(failed.values())
@@ -411,10 +455,8 @@ def test_a_broken_notebook_is_graded_zero_and_the_batch_goes_on(
     assert second.score == second.max_score
 
 
-def test_edited_locked_cells_do_not_change_the_grade(course: Config, tmp_path: Path) -> None:
-    nb = edit_solution("04_autodiff_regression", "make_regression_data", "N = 30", "N = 3")
-    path = write(nb, tmp_path, "04_autodiff_regression")
-    (result,) = check_notebooks([path], course)
+def test_edited_locked_cells_do_not_change_the_grade(graded: dict[str, NotebookResult]) -> None:
+    result = graded[LOCKED_EDITED]
     assert result.score == result.max_score
     assert "your edits to the locked cell `make_regression_data` were ignored" in result.notices
 
@@ -532,9 +574,6 @@ HONEST_STYLES = {
 
 @pytest.mark.parametrize("name", sorted(HONEST_STYLES))
 def test_honest_work_in_other_styles_keeps_every_point(
-    course: Config, tmp_path: Path, name: str
+    graded: dict[str, NotebookResult], name: str
 ) -> None:
-    nb = solution(name)
-    for gid, source in HONEST_STYLES[name].items():
-        cell_of(nb, gid).source = source
-    assert failed_checks(course, write(nb, tmp_path, name)) == {}
+    assert lost(graded[f"honest-{name}"]) == {}
