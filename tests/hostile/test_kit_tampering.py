@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from grader.errors import PrecomputedMismatchError
@@ -74,6 +74,7 @@ def _load_after(text: str) -> RunData | str:
             return str(error)
 
 
+@settings(deadline=None)  # each example writes and reads a store: a loaded machine is slow
 @given(place=st.sampled_from(PLACES), value=JSON)
 def test_any_edit_of_a_reference_file_is_read_or_refused_in_one_line(
     place: tuple[str | int, ...], value: object
