@@ -454,7 +454,7 @@ def _export(args: argparse.Namespace, config: Config) -> int:
             "and/or --junit FILE"
         )
     config = _course_if_any(args)
-    with Gradebook(args.db) as gradebook:
+    with Gradebook(args.db, create=False) as gradebook:
         grades = class_grades(gradebook, config)
     for student in off_roster(grades.graded, grades.roster):
         print(f"not on the roster: {clean_line(student)}", file=sys.stderr)
@@ -491,7 +491,7 @@ def _feedback(args: argparse.Namespace, config: Config) -> int:
     from grader.roster import match_roster
 
     config = _course_if_any(args)
-    with Gradebook(args.db) as gradebook:
+    with Gradebook(args.db, create=False) as gradebook:
         roster = gradebook.roster()
         graded = match_roster(gradebook.latest(), roster)
         actions = gradebook.actions()
@@ -601,7 +601,7 @@ def _act(args: argparse.Namespace, act: Callable[..., _Done], **action: Any) -> 
     from grader.gradebook import Gradebook, GradingAction
     from grader.manual import acting_user, class_record
 
-    with Gradebook(args.db) as gradebook:
+    with Gradebook(args.db, create=False) as gradebook:
         record = class_record(gradebook, _course_if_any(args))
         by = acting_user(args.by)
         return act(gradebook, record, GradingAction(args.student, args.notebook, by=by, **action))
@@ -649,7 +649,7 @@ def _remove(args: argparse.Namespace, config: Config) -> int:
 def _history(args: argparse.Namespace, config: Config) -> int:
     from grader.gradebook import Gradebook
 
-    with Gradebook(args.db) as gradebook:
+    with Gradebook(args.db, create=False) as gradebook:
         actions = gradebook.actions()
     for action in actions:
         score = "" if action.score is None else f" {action.score:g}"

@@ -145,7 +145,27 @@ def load_config(
     if HIDDEN_SEED_ENV in os.environ:
         settings["hidden_seed"] = _secret(os.environ[HIDDEN_SEED_ENV], HIDDEN_SEED_ENV)
     settings.update({key: value for key, value in overrides.items() if value is not None})
+    _check_limits(settings, pyproject)
     return Config(**settings)
+
+
+POSITIVE_LIMITS = (
+    "cell_timeout",
+    "notebook_timeout",
+    "memory_limit_mb",
+    "process_limit",
+    "output_limit_kb",
+)
+
+
+def _check_limits(settings: dict[str, Any], source: Path) -> None:
+    """A limit of zero or less (from the file or the command line) is a ConfigError."""
+    for key in POSITIVE_LIMITS:
+        value = settings.get(key)
+        if value is not None and not value > 0:  # `not >`: NaN is refused too
+            raise ConfigError(
+                f"{key} must be more than 0, got {value!r} (in {source} or its option)"
+            )
 
 
 def hidden_secret(config: Config) -> int:

@@ -201,8 +201,12 @@ def database_url(location: str | None) -> str:
 class Gradebook:
     """An open gradebook; the schema is brought up to date when it is opened."""
 
-    def __init__(self, location: str | None = None) -> None:
+    def __init__(self, location: str | None = None, *, create: bool = True) -> None:
+        """`create=False`: a SQLite file that does not exist is a GradebookError (a mistyped
+        `--db` of a command that only reads or adds to a gradebook must not make an empty one)."""
         self.url = database_url(location)
+        if not create:
+            _refuse_missing_file(self.url)
         self.engine = _engine(self.url)
         self.where = describe(self.engine)
         migrate(self.engine)
@@ -331,6 +335,20 @@ class Gradebook:
         """How many runs the gradebook holds (history included)."""
         with Session(self.engine) as session:
             return session.scalar(select(func.count(RunRow.id))) or 0
+
+
+def _refuse_missing_file(url: str) -> None:
+    """GradebookError when `url` names a SQLite file that is not there."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:  # not a URL at all: opening it says so
+        return
+    database = parsed.database
+    if parsed.get_backend_name() == "sqlite" and database and database != ":memory:":
+        if not Path(database).exists():
+            raise GradebookError(
+                f"{database}: no gradebook here (`grader grade` makes one; name another with --db)"
+            )
 
 
 def _engine(url: str) -> Engine:

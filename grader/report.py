@@ -74,7 +74,7 @@ def gradescope_results(
     """
     checks = [check for result in results for check in result.checks]
     notices = [*notes, *isolation_warnings(results)]
-    notices += [f"{result.path}: {result.error}" for result in results if result.error]
+    notices += [result.error for result in results if result.error]  # each names its file
     notices += [f"{result.notebook}: {notice}" for result in results for notice in result.notices]
     return {
         "score": total_score(checks),

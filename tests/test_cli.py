@@ -215,3 +215,33 @@ def test_light_commands_import_no_pytest_numpy_torch_or_nbclient(tmp_path: Path)
     }  # fmt: skip
     # The class page's charts are drawn with matplotlib, which needs numpy: nothing else.
     assert seen["feedback"] == ["numpy"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["export", "--csv", "OUT/grades.csv"],
+        ["feedback", "--out", "OUT/pages"],
+        ["history"],
+        ["override", "4711", "01_autograd_basics", "--score", "1", "--reason", "typo"],
+        ["excuse", "4711", "01_autograd_basics", "--reason", "ill"],
+    ],
+)
+def test_a_mistyped_gradebook_is_refused_not_made_empty(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, command: list[str]
+) -> None:
+    missing = tmp_path / "gradbook.db"
+    argv = [part.replace("OUT", str(tmp_path)) for part in command]
+    code, _, err = run(capsys, *argv, "--db", str(missing))
+    assert code == 2 and f"{missing}: no gradebook here" in err and "Traceback" not in err
+    assert not missing.exists() and sorted(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("option", ["--cell-timeout", "--notebook-timeout"])
+@pytest.mark.parametrize("value", ["0", "-1", "nan"])
+def test_a_limit_of_zero_or_less_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, option: str, value: str
+) -> None:
+    path = write(make_notebook([make_cell("x = 1", "a")]), tmp_path, "01_autograd_basics")
+    code, _, err = run(capsys, "check", str(path), option, value)
+    assert code == 2 and "must be more than 0" in err and "Traceback" not in err

@@ -75,3 +75,11 @@ def test_seeds_and_the_hidden_runs_message_are_in_no_report() -> None:
     for text in rendered:
         assert "918273645" not in text and "123456789" not in text
         assert "fails on the hidden variant" in text
+
+
+def test_an_error_names_its_file_once_in_results_json() -> None:
+    error = "stray/homework.ipynb: no exercise is called 'homework'"
+    data = gradescope_results(
+        [NotebookResult("homework", "stray/homework.ipynb", (), error=error)], 1
+    )
+    assert data["output"] == error
