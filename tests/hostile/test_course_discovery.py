@@ -9,6 +9,7 @@ import pytest
 
 from grader.cli import main
 from grader.config import Config, load_config
+from grader.gradebook import Gradebook
 from tests.conftest import MINI_CHECKS, mini_solution, write
 
 # A student's own checks: one that passes everything, and writes a mark when it is imported.
@@ -99,6 +100,7 @@ def test_exports_need_no_course(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    Gradebook(str(tmp_path / "g.db")).close()  # an empty one, as `grader grade` leaves it
     code = main(["export", "--db", str(tmp_path / "g.db"), "--csv", str(tmp_path / "g.csv")])
     assert code == 0 and (tmp_path / "g.csv").is_file()
 
