@@ -101,7 +101,7 @@ class ExecutedNotebook:
             cells = tuple(_cell_from_json(cell) for cell in data["cells"])
             probes = tuple(_probe_from_json(probe) for probe in data["probes"])
             seconds, isolation = float(data["seconds"]), data["isolation"]
-        except (KeyError, TypeError) as error:
+        except (KeyError, TypeError, OverflowError) as error:  # Overflow: float(10**400)
             raise ValueError(f"not a notebook run: {error!r}") from None
         if not isinstance(isolation, str):
             raise ValueError("not a notebook run: its isolation is not a text")

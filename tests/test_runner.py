@@ -67,6 +67,7 @@ MALFORMED_RUNS = {
     "a list for a status": with_cell(status=["ok"]),
     "a list for a payload": {**executed().to_json(), "probes": [{"payload": ["x"], "failure": ""}]},
     "no isolation": {k: v for k, v in executed().to_json().items() if k != "isolation"},
+    "seconds past a float": {**executed().to_json(), "seconds": 10**400},
 }  # fmt: skip
 
 
