@@ -77,6 +77,11 @@ def override(gradebook: Gradebook, record: ClassRecord, action: GradingAction) -
             f"--score must be from 0 to {maximum:g}, the points of "
             f"{action.target or action.notebook}; got {action.score:g}"
         )
+    latest = _latest(gradebook, action, ("override",))
+    if action.score is None and (latest is None or latest.score is None):  # nothing to clear
+        raise ManualGradingError(
+            f"{action.student} has no override of {action.target or action.notebook} to clear"
+        )
     gradebook.act(action)
     return action
 
@@ -84,8 +89,24 @@ def override(gradebook: Gradebook, record: ClassRecord, action: GradingAction) -
 def excuse(gradebook: Gradebook, record: ClassRecord, action: GradingAction) -> GradingAction:
     """Keep an excuse (or, `unexcuse`, take it back)."""
     _known(record, action.student, action.notebook)
+    latest = _latest(gradebook, action, ("excuse", "unexcuse"))
+    if action.kind == "unexcuse" and (latest is None or latest.kind != "excuse"):
+        raise ManualGradingError(f"{action.student} is not excused from {action.notebook}")
     gradebook.act(action)
     return action
+
+
+def _latest(
+    gradebook: Gradebook, action: GradingAction, kinds: tuple[str, ...]
+) -> GradingAction | None:
+    """The latest action of `kinds` kept on the same student, notebook and target."""
+    same = (action.student, action.notebook, action.target)
+    earlier = [
+        kept
+        for kept in gradebook.actions()
+        if kept.kind in kinds and (kept.student, kept.notebook, kept.target) == same
+    ]
+    return earlier[-1] if earlier else None
 
 
 def comment(gradebook: Gradebook, record: ClassRecord, action: GradingAction) -> GradingAction:

@@ -100,6 +100,13 @@ def test_overrides_excuses_and_comments_change_the_standing_and_outlive_a_regrad
     with Gradebook(db) as book:
         table = standings(book, load_config(root))
     assert table["100"]["01_nb"].override is None and not table["200"]["01_nb"].excused
+    assert grader(root, db, "override", "100", "01_nb", "fit_matches", "--clear",
+                  "--reason", "again") == 2  # fmt: skip
+    assert "100 has no override of fit_matches to clear" in capsys.readouterr().err
+    assert grader(root, db, "excuse", "200", "01_nb", "--undo", "--reason", "again") == 2
+    assert "200 is not excused from 01_nb" in capsys.readouterr().err
+    with Gradebook(db) as book:
+        assert len(book.actions()) == 6, "a refused action is not kept"
 
 
 def test_remove_takes_a_submission_out_until_it_is_graded_again(cls: tuple[Path, str]) -> None:
