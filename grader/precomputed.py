@@ -146,7 +146,7 @@ def _is_key(key: object) -> bool:
 def _is_run(record: object) -> bool:
     try:
         ExecutedNotebook.from_json(record)
-    except (ValueError, OverflowError):  # OverflowError: `seconds` an integer no float holds
+    except ValueError:
         return False
     return True
 
